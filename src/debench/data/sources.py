@@ -1,0 +1,88 @@
+"""The three data sources: torchvision download, local ``.npz`` shards, synthetic patterns."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def from_torchvision(name: str, root: Path) -> dict[str, np.ndarray]:
+    """Download (once) with torchvision and return uint8 NHWC arrays."""
+    from debench.data.cache import DatasetError
+
+    import torchvision.datasets as tvd
+
+    cls = {"cifar10": tvd.CIFAR10, "cifar100": tvd.CIFAR100, "mnist": tvd.MNIST}[name]
+    out = {}
+    for split, train in (("train", True), ("test", False)):
+        try:
+            ds = cls(str(root), train=train, download=True)
+        except Exception as exc:  # URLError, RuntimeError from a failed or offline download
+            raise DatasetError(
+                f"torchvision could not download {name} into {root}: {exc}. Offline? Set "
+                "data.source: npz and data.npz_dir to a folder of .npz shards (see config/README.md)"
+            ) from exc
+        x = np.asarray(ds.data, dtype=np.uint8)
+        if x.ndim == 3:
+            x = x[..., None]
+        out[f"x_{split}"] = x
+        out[f"y_{split}"] = np.asarray(ds.targets, dtype=np.int64)
+    return out
+
+
+def from_npz_shards(name: str, root: Path) -> dict[str, np.ndarray]:
+    """Read ``<root>/<name>/train*.npz`` and ``test.npz`` (keys ``images``, ``labels``)."""
+    from debench.data.cache import DatasetError
+
+    folder = root / name
+    train_files = sorted(folder.glob("train*.npz"))
+    test_file = folder / "test.npz"
+    if not train_files or not test_file.exists():
+        raise DatasetError(
+            f"npz source: expected {folder}/train*.npz and {test_file}, "
+            f"found {sorted(p.name for p in folder.glob('*'))if folder.exists() else 'no such folder'}"
+        )
+    out = {}
+    for split, files in (("train", train_files), ("test", [test_file])):
+        xs, ys = [], []
+        for f in files:
+            try:
+                with np.load(f) as z:
+                    xs.append(z["images"])
+                    ys.append(z["labels"])
+            except Exception as exc:
+                raise DatasetError(f"npz shard {f} cannot be read (truncated or not an npz): {exc}") from exc
+        x = np.concatenate(xs)
+        out[f"x_{split}"] = x[..., None] if x.ndim == 3 else x
+        out[f"y_{split}"] = np.concatenate(ys).astype(np.int64)
+    return out
+
+
+def synthetic(shape: tuple[int, int, int], num_classes: int, train_size: int, test_size: int,
+              seed: int = 0) -> dict[str, np.ndarray]:
+    """A deterministic, learnable image dataset of the given shape.
+
+    Each class has its own colour and an oriented sinusoidal grating; each image adds a random
+    phase, contrast and Gaussian noise, so a small CNN gets well above chance in a few dozen steps
+    while the task is not trivially separable by mean colour alone.
+    """
+    h, w, c = shape
+    rng = np.random.default_rng(seed)
+    colors = rng.uniform(0.25, 0.75, size=(num_classes, c))
+    angles = rng.uniform(0, np.pi, size=num_classes)
+    freqs = rng.uniform(0.15, 0.6, size=num_classes)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+
+    def make(n: int) -> tuple[np.ndarray, np.ndarray]:
+        y = rng.integers(0, num_classes, size=n)
+        phase = rng.uniform(0, 2 * np.pi, size=(n, 1, 1))
+        contrast = rng.uniform(0.1, 0.25, size=(n, 1, 1, 1))
+        proj = np.cos(angles[y])[:, None, None] * xx + np.sin(angles[y])[:, None, None] * yy
+        grating = np.sin(freqs[y][:, None, None] * proj + phase)[..., None]
+        img = colors[y][:, None, None, :] + contrast * grating + rng.normal(0, 0.12, size=(n, h, w, c))
+        return (np.clip(img, 0, 1) * 255).round().astype(np.uint8), y.astype(np.int64)
+
+    x_train, y_train = make(train_size)
+    x_test, y_test = make(test_size)
+    return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}

@@ -1,0 +1,1 @@
+"""Continuous-depth models (Neural ODEs, ANODE, CNFs)."""

@@ -1,0 +1,3 @@
+"""Discrete DE-inspired architectures: residual networks read as ODE/PDE discretizations."""
+
+from debench.models.discrete import resnet  # noqa: F401

@@ -1,0 +1,1 @@
+"""Stochastic dynamics (stochastic depth, shake-shake, Neural SDEs, latent SDEs, score SDEs)."""

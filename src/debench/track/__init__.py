@@ -1,0 +1,1 @@
+"""Run records: atomic files, provenance, and the MLflow tracker (optional)."""

@@ -1,0 +1,60 @@
+"""Where a number came from: git state, library versions, device. Every probe fails soft."""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", *args], capture_output=True, text=True, timeout=10,
+            cwd=Path(__file__).resolve().parent,
+        )
+        return out.stdout.strip() if out.returncode == 0 else None
+    except Exception:
+        return None
+
+
+def _version(module: str) -> str | None:
+    try:
+        from importlib.metadata import version
+
+        return version(module)
+    except Exception:
+        return None
+
+
+def collect(device: Any = None) -> dict[str, Any]:
+    """Provenance of this process: git commit/dirty, versions, host, device, time (UTC)."""
+    info: dict[str, Any] = {
+        "git_commit": _git("rev-parse", "HEAD"),
+        "git_dirty": None,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "hostname": platform.node(),
+        "date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    info["git_dirty"] = None if status is None else bool(status)
+    for mod in ("torch", "torchvision", "torchdiffeq", "torchsde", "mlflow", "numpy"):
+        info[f"{mod}_version"] = _version(mod)
+    try:
+        import torch
+
+        info["cuda_version"] = torch.version.cuda
+        info["cudnn_version"] = torch.backends.cudnn.version() if torch.cuda.is_available() else None
+        dev = torch.device(device) if device is not None else torch.device("cpu")
+        if dev.type == "cuda":
+            info["device_name"] = torch.cuda.get_device_name(dev)
+        else:
+            info["device_name"] = platform.processor() or platform.machine()
+        info["torch_threads"] = torch.get_num_threads()
+    except Exception:
+        pass
+    return info
