@@ -34,6 +34,8 @@ class ModelInfo:
             for discrete models; ``None`` where it is adaptive (solver NFE is measured instead).
         reference: selectors into the published-results table (``model``, ``depth``,
             ``variant``, ``table_id`` columns); a row matches when every given column is equal.
+        metric: the primary metric the report compares (``test_error``, ``bits_per_dim``,
+            ``neg_elbo``, ``fid``); lower is better for every primary metric.
         defaults: default keyword arguments of the factory, recorded in each run's config.
     """
 
@@ -45,6 +47,7 @@ class ModelInfo:
     task: str = "classify"
     evals_per_forward: int | None = None
     reference: tuple[dict[str, str], ...] = ()
+    metric: str = "test_error"
     defaults: dict[str, Any] = field(default_factory=dict)
 
 
@@ -60,6 +63,7 @@ def register_model(
     task: str = "classify",
     evals_per_forward: int | None = None,
     reference: list[dict[str, str]] | tuple[dict[str, str], ...] = (),
+    metric: str = "test_error",
     **defaults: Any,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator that registers a model factory under ``name``.
@@ -72,6 +76,7 @@ def register_model(
         task: one of :data:`TASKS`.
         evals_per_forward: residual-function evaluations per forward pass, if fixed.
         reference: selectors into ``published_results.csv`` (see :class:`ModelInfo`).
+        metric: primary metric of the report (see :class:`ModelInfo`).
         **defaults: keyword arguments passed to the factory unless overridden.
 
     Returns:
@@ -97,6 +102,7 @@ def register_model(
             task=task,
             evals_per_forward=evals_per_forward,
             reference=tuple(dict(r) for r in reference),
+            metric=metric,
             defaults=dict(defaults),
         )
         return factory

@@ -11,19 +11,58 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import numpy as np
 
 from debench.data import sources
 from debench.track.atomic import atomic_write_bytes, atomic_write_json
 
-DATASETS: dict[str, dict[str, Any]] = {
-    "cifar10": {"shape": (32, 32, 3), "classes": 10, "train": 50000, "test": 10000},
-    "cifar100": {"shape": (32, 32, 3), "classes": 100, "train": 50000, "test": 10000},
-    "mnist": {"shape": (28, 28, 1), "classes": 10, "train": 60000, "test": 10000},
-}
 SOURCES = ("torchvision", "npz", "synthetic")
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A dataset debench can cache.
+
+    Attributes:
+        name: config name (``cifar10``, ``mnist``, ``eight_gaussians``).
+        kind: ``image`` (uint8 ``N x H x W x C``, augmented and normalized for classification)
+            or ``array`` (float32 arrays handed to the model as they are: 2-D points, series).
+        shape: shape of one example.
+        num_classes: label count (0 where labels are unused).
+        builder: for ``array`` datasets, ``builder(seed, train_size, test_size) -> arrays``
+            (keys ``x_train``, ``y_train``, ``x_test``, ``y_test``); image datasets come from
+            the configured source instead.
+        sizes: standard (train, test) sizes.
+    """
+
+    name: str
+    kind: str
+    shape: tuple[int, ...]
+    num_classes: int
+    sizes: tuple[int, int]
+    builder: Callable[..., dict[str, np.ndarray]] | None = None
+
+
+DATASETS: dict[str, DatasetSpec] = {}
+
+
+def register_dataset(spec: DatasetSpec) -> DatasetSpec:
+    """Add a dataset (a model family's toy densities or time series) to :data:`DATASETS`."""
+    if spec.kind not in ("image", "array"):
+        raise ValueError(f"dataset {spec.name!r}: kind must be 'image' or 'array'")
+    DATASETS[spec.name] = spec
+    return spec
+
+
+for _spec in (
+    DatasetSpec("cifar10", "image", (32, 32, 3), 10, (50000, 10000)),
+    DatasetSpec("cifar100", "image", (32, 32, 3), 100, (50000, 10000)),
+    DatasetSpec("mnist", "image", (28, 28, 1), 10, (60000, 10000)),
+):
+    register_dataset(_spec)
 
 
 class DatasetError(RuntimeError):
@@ -54,9 +93,15 @@ def prepare_dataset(name: str, source: str, out: Path, **options: Any) -> dict[s
         DatasetError: for an unknown dataset or source, or missing/corrupt input.
     """
     if name not in DATASETS:
-        raise DatasetError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+        raise DatasetError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}")
     spec = DATASETS[name]
-    if source == "torchvision":
+    if spec.kind == "array":
+        arrays = spec.builder(
+            seed=options.get("seed", 0),
+            train_size=options.get("train_size") or spec.sizes[0],
+            test_size=options.get("test_size") or spec.sizes[1],
+        )
+    elif source == "torchvision":
         arrays = sources.from_torchvision(name, Path(options.get("download_dir") or out.parent / "downloads"))
     elif source == "npz":
         if not options.get("npz_dir"):
@@ -64,24 +109,26 @@ def prepare_dataset(name: str, source: str, out: Path, **options: Any) -> dict[s
         arrays = sources.from_npz_shards(name, Path(options["npz_dir"]))
     elif source == "synthetic":
         arrays = sources.synthetic(
-            spec["shape"], spec["classes"],
-            options.get("train_size", 2560), options.get("test_size", 512), options.get("seed", 0),
+            spec.shape, spec.num_classes,
+            options.get("train_size") or 2560, options.get("test_size") or 512, options.get("seed", 0),
         )
     else:
         raise DatasetError(f"config key 'data.source': unknown source {source!r}; use one of {SOURCES}")
     _check_arrays(name, arrays, spec, source)
 
-    x_train = arrays["x_train"].astype(np.float64) / 255.0
     meta = {
         "dataset": name,
-        "source": source,
-        "num_classes": spec["classes"],
-        "image_shape": list(spec["shape"]),
+        "kind": spec.kind,
+        "source": source if spec.kind == "image" else "generated",
+        "num_classes": spec.num_classes,
+        "shape": list(spec.shape),
         "train_size": int(len(arrays["y_train"])),
         "test_size": int(len(arrays["y_test"])),
-        "mean": x_train.mean(axis=(0, 1, 2)).tolist(),
-        "std": x_train.std(axis=(0, 1, 2)).tolist(),
     }
+    if spec.kind == "image":
+        x_train = arrays["x_train"].astype(np.float64) / 255.0
+        meta["mean"] = x_train.mean(axis=(0, 1, 2)).tolist()
+        meta["std"] = x_train.std(axis=(0, 1, 2)).tolist()
     import io
 
     buf = io.BytesIO()
@@ -92,18 +139,19 @@ def prepare_dataset(name: str, source: str, out: Path, **options: Any) -> dict[s
     return meta
 
 
-def _check_arrays(name: str, arrays: dict[str, np.ndarray], spec: dict, source: str) -> None:
+def _check_arrays(name: str, arrays: dict[str, np.ndarray], spec: DatasetSpec, source: str) -> None:
+    dtype = np.uint8 if spec.kind == "image" else np.float32
     for split in ("train", "test"):
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
-        if x.dtype != np.uint8 or tuple(x.shape[1:]) != tuple(spec["shape"]):
+        if x.dtype != dtype or tuple(x.shape[1:]) != tuple(spec.shape):
             raise DatasetError(
-                f"{name} ({source}) {split} images: expected uint8 N x {' x '.join(map(str, spec['shape']))}, "
-                f"found {x.dtype} {' x '.join(map(str, x.shape))}"
+                f"{name} ({source}) {split} data: expected {np.dtype(dtype).name} N x "
+                f"{' x '.join(map(str, spec.shape))}, found {x.dtype} {' x '.join(map(str, x.shape))}"
             )
         if len(x) != len(y):
-            raise DatasetError(f"{name} ({source}) {split}: {len(x)} images but {len(y)} labels")
-        if len(y) and (y.min() < 0 or y.max() >= spec["classes"]):
-            raise DatasetError(f"{name} ({source}) {split}: labels outside 0..{spec['classes'] - 1}")
+            raise DatasetError(f"{name} ({source}) {split}: {len(x)} examples but {len(y)} labels")
+        if spec.num_classes and len(y) and (y.min() < 0 or y.max() >= spec.num_classes):
+            raise DatasetError(f"{name} ({source}) {split}: labels outside 0..{spec.num_classes - 1}")
 
 
 def load_cached(path: str | Path, verify: bool = True) -> tuple[dict[str, np.ndarray], dict[str, Any]]:

@@ -1,0 +1,1 @@
+"""Time-series datasets for latent SDEs (filled in by the stochastic family)."""

@@ -1,0 +1,19 @@
+"""Exceptions that end a run with a recorded status instead of a crash."""
+
+
+class RunFailed(RuntimeError):
+    """Base class: the run ends, ``metrics.json`` records ``status`` and the message."""
+
+    status = "failed"
+
+
+class Diverged(RunFailed):
+    """The training loss became NaN or infinite."""
+
+    status = "diverged"
+
+
+class SolverFailed(RunFailed):
+    """An ODE/SDE solver passed its step cap (or could not meet its tolerance)."""
+
+    status = "solver_failed"

@@ -1,0 +1,1 @@
+"""Training: protocol, device-resident loop, checkpoints and measurements."""
