@@ -1,1 +1,3 @@
-"""Continuous-depth models (Neural ODEs, ANODE, CNFs)."""
+"""Continuous-depth models (Neural ODEs, ANODE, SONODE, CNFs); importing registers them."""
+
+from debench.models.continuous import odenet  # noqa: F401
