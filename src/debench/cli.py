@@ -1,0 +1,136 @@
+"""The ``debench`` command: train, prepare-data, models, track, aggregate, report, bench."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+
+def _spec(arg: str) -> dict:
+    if arg.startswith("@"):
+        return json.loads(Path(arg[1:]).read_text())
+    return json.loads(arg)
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    from debench.train.loop import train
+
+    spec = _spec(a.spec)
+    if a.threads:
+        spec.setdefault("runtime", {})["threads"] = a.threads
+    if a.tracking_ids:
+        ids = json.loads(Path(a.tracking_ids).read_text())["experiment_ids"]
+        spec.setdefault("tracking", {})["experiment_id"] = ids.get(spec["experiment"])
+    record = train(spec)
+    key = record["metric"]
+    print(f"{record['model']} {record['dataset']} seed {record['seed']}: status {record['status']}, "
+          f"{key} {record.get(key)}", file=sys.stderr)
+    return 0
+
+
+def cmd_prepare(a: argparse.Namespace) -> int:
+    from debench.data.cache import prepare_dataset
+
+    options = json.loads(a.options) if a.options else {}
+    meta = prepare_dataset(a.dataset, a.source, Path(a.out), **options)
+    print(f"cached {a.dataset} ({meta['source']}): {meta['train_size']} train / {meta['test_size']} test "
+          f"-> {a.out} (sha256 {meta['sha256'][:12]})", file=sys.stderr)
+    return 0
+
+
+def cmd_models(a: argparse.Namespace) -> int:
+    from debench.registry import list_models, model_info
+
+    for name in list_models(a.pattern, family=a.family):
+        i = model_info(name)
+        print(f"{name:28s} {i.family:11s} {i.task:10s} {i.scheme:34s} {i.paper}")
+    return 0
+
+
+def cmd_track_init(a: argparse.Namespace) -> int:
+    from debench.track.atomic import atomic_write_json
+    from debench.track.tracker import init_store, redact
+
+    ids = init_store(a.uri, a.experiments) if a.enabled else {}
+    atomic_write_json(a.out, {"tracking_uri": redact(a.uri), "experiment_ids": ids})
+    return 0
+
+
+def cmd_aggregate(a: argparse.Namespace) -> int:
+    from debench.report.aggregate import aggregate
+
+    aggregate(Path(a.runs), Path(a.published), Path(a.out), tolerances=json.loads(a.tolerances or "{}"),
+              expected=json.loads(Path(a.expected).read_text()) if a.expected else None)
+    return 0
+
+
+def cmd_report(a: argparse.Namespace) -> int:
+    from debench.report.html import build_report
+
+    build_report(Path(a.tables), Path(a.out), runs_dir=Path(a.runs) if a.runs else None)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    p = argparse.ArgumentParser(prog="debench", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    t = sub.add_parser("train", help="train one run from a JSON spec (the Snakemake train rule calls this)")
+    t.add_argument("--spec", required=True, help="run spec as JSON, or @path to a JSON file")
+    t.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
+    t.add_argument("--tracking-ids", default=None, help="experiments.json written by `debench track init`")
+    t.set_defaults(func=cmd_train)
+
+    d = sub.add_parser("prepare-data", help="cache one dataset under resources/")
+    d.add_argument("--dataset", required=True)
+    d.add_argument("--source", default="torchvision", choices=["torchvision", "npz", "synthetic"])
+    d.add_argument("--out", required=True, help="path of the .npz cache (a .json sidecar is written beside)")
+    d.add_argument("--options", default=None, help="JSON: npz_dir, download_dir, train_size, test_size, seed")
+    d.set_defaults(func=cmd_prepare)
+
+    m = sub.add_parser("models", help="list registered models")
+    m.add_argument("pattern", nargs="?", default="*")
+    m.add_argument("--family", default=None)
+    m.set_defaults(func=cmd_models)
+
+    tr = sub.add_parser("track", help="MLflow store management")
+    tsub = tr.add_subparsers(dest="track_cmd", required=True)
+    ti = tsub.add_parser("init", help="create the store and experiments once, before jobs fan out")
+    ti.add_argument("--uri", required=True)
+    ti.add_argument("--experiments", nargs="+", required=True)
+    ti.add_argument("--out", required=True)
+    ti.add_argument("--disabled", dest="enabled", action="store_false")
+    ti.set_defaults(func=cmd_track_init)
+
+    ag = sub.add_parser("aggregate", help="collect metrics.json files into runs.csv and tables")
+    ag.add_argument("--runs", required=True, help="folder searched for */metrics.json")
+    ag.add_argument("--published", required=True, help="published_results.csv")
+    ag.add_argument("--out", required=True, help="output folder for runs.csv and tables/")
+    ag.add_argument("--tolerances", default=None, help="JSON {metric: absolute tolerance}")
+    ag.add_argument("--expected", default=None, help="JSON file listing the runs the config expects")
+    ag.set_defaults(func=cmd_aggregate)
+
+    r = sub.add_parser("report", help="plots and the self-contained HTML report from tables")
+    r.add_argument("--tables", required=True)
+    r.add_argument("--runs", default=None)
+    r.add_argument("--out", required=True, help="report folder (report.html and plots)")
+    r.set_defaults(func=cmd_report)
+
+    a = p.parse_args(argv)
+    try:
+        return a.func(a)
+    except (ValueError, KeyError, FileNotFoundError, RuntimeError) as exc:
+        from debench.data.cache import DatasetError
+
+        if isinstance(exc, (DatasetError, ValueError, KeyError, FileNotFoundError)) or "runtime." in str(exc):
+            print(f"debench {a.cmd}: error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""Workflow configuration: validation beyond the schema, expansion into runs, run specs.
+
+The Snakefile validates the config against ``workflow/schemas/config.schema.yaml`` and then calls
+:func:`check_config`, which checks what a schema cannot: registered model names (with the
+closest names suggested), protocol keys and ranges, model arguments against each factory's
+signature, and dataset/model compatibility. Every message names the key.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+from debench.registry import import_plugins, list_models, model_info
+from debench.train.protocol import Protocol
+
+
+class ConfigError(ValueError):
+    """An invalid configuration; the message names the key (and file line where known)."""
+
+
+def resolve_models(patterns: list[str], where: str) -> list[str]:
+    names: list[str] = []
+    known = list_models()
+    for pat in patterns:
+        hits = list_models(pat) if any(c in pat for c in "*?[") else ([pat] if pat in known else [])
+        if not hits:
+            close = difflib.get_close_matches(pat, known, n=3, cutoff=0.5)
+            hint = f"; closest registered: {', '.join(close)}" if close else "; see `debench models`"
+            raise ConfigError(f"{where}: unknown model {pat!r}{hint}")
+        names += [h for h in hits if h not in names]
+    return names
+
+
+def protocol_for(config: dict, exp_name: str, model: str) -> dict[str, Any]:
+    exp = config["experiments"][exp_name]
+    merged = {**config.get("defaults", {}).get("protocol", {}), **exp["protocol"],
+              **exp.get("protocol_overrides", {}).get(model, {})}
+    return merged
+
+
+def check_config(config: dict, locate=None) -> None:
+    """Cross-field checks; raises :class:`ConfigError` naming the key (and line via ``locate``)."""
+    from debench.data.cache import DATASETS
+
+    import_plugins(config.get("plugins", []))
+
+    def fail(path: list, msg: str) -> None:
+        where = ".".join(map(str, path))
+        line = locate(path) if locate else None
+        raise ConfigError(f"config key '{where}'{f' (line {line})' if line else ''}: {msg}")
+
+    for name, exp in config["experiments"].items():
+        base = ["experiments", name]
+        try:
+            models = resolve_models(exp["models"], ".".join(base + ["models"]))
+        except ConfigError as exc:
+            fail(base + ["models"], str(exc).split(": ", 1)[1])
+        for ds in exp["datasets"]:
+            if ds not in DATASETS:
+                close = difflib.get_close_matches(ds, list(DATASETS), n=3)
+                fail(base + ["datasets"], f"unknown dataset {ds!r}" + (f"; did you mean {', '.join(close)}?" if close else ""))
+        for key in ("protocol_overrides", "model_args"):
+            for m in exp.get(key, {}):
+                if m not in models:
+                    fail(base + [key, m], f"model {m!r} is not in this experiment's models {models}")
+        for m in models:
+            try:
+                Protocol.from_dict(protocol_for(config, name, m), where=".".join(base + ["protocol"]))
+            except ValueError as exc:
+                key = str(exc).split(":")[0].split(".")[-1]
+                fail(base + ["protocol", key], str(exc).split(": ", 1)[1])
+            _check_model_args(m, exp.get("model_args", {}).get(m, {}), base + ["model_args", m], fail)
+            info = model_info(m)
+            for ds in exp["datasets"]:
+                kind = DATASETS[ds].kind
+                if info.task == "classify" and kind != "image":
+                    fail(base + ["datasets"], f"{m} classifies images but {ds} is not an image dataset")
+
+
+def _check_model_args(model: str, args: dict, path: list, fail) -> None:
+    import inspect
+
+    sig = inspect.signature(model_info(model).factory)
+    if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
+        return
+    for key in args:
+        if key not in sig.parameters:
+            fam = model_info(model).family
+            extra = " (solver options apply to continuous models only)" if key in (
+                "adjoint", "method", "rtol", "atol", "seminorm") and fam == "discrete" else ""
+            fail(path + [key], f"{model} has no argument {key!r}{extra}; it accepts "
+                 f"{', '.join(sorted(set(sig.parameters) - {'num_classes', 'in_channels', 'image_size', 'data_shape'}))}")
+
+
+def expand_runs(config: dict) -> list[dict[str, Any]]:
+    """Every (experiment, dataset, model, seed) the configuration asks for."""
+    runs = []
+    for name, exp in config["experiments"].items():
+        models = resolve_models(exp["models"], f"experiments.{name}.models")
+        for ds in exp["datasets"]:
+            for m in models:
+                for seed in config["seeds"]:
+                    runs.append({"experiment": name, "dataset": ds, "model": m, "seed": int(seed)})
+    return runs
+
+
+def run_spec(config: dict, experiment: str, dataset: str, model: str, seed: int, *, cache: str,
+             metrics: str, checkpoints: str, tracking: dict[str, Any]) -> dict[str, Any]:
+    """The JSON spec ``debench train`` receives for one run (deterministic for a config)."""
+    exp = config["experiments"][experiment]
+    return {
+        "experiment": experiment, "preset": config["preset"], "table": exp["table"],
+        "mode": exp.get("mode", "paper"), "comparable": bool(config.get("comparable", False)),
+        "model": model, "dataset": dataset, "seed": int(seed),
+        "protocol": protocol_for(config, experiment, model),
+        "model_args": exp.get("model_args", {}).get(model, {}),
+        "runtime": config.get("runtime", {}), "data_source": config.get("data", {}).get("source"),
+        "data": {"cache": cache}, "tracking": tracking, "plugins": config.get("plugins", []),
+        "paths": {"metrics": metrics, "checkpoints": checkpoints},
+    }
+
+
+def yaml_locator(path: str):
+    """A function mapping a key path to its 1-based line in the YAML file ``path`` (or None)."""
+    import yaml
+
+    try:
+        with open(path) as f:
+            root = yaml.compose(f)
+    except Exception:
+        return lambda keys: None
+
+    def locate(keys: list) -> int | None:
+        node, line = root, None
+        for k in keys:
+            if not isinstance(node, yaml.MappingNode):
+                break
+            for knode, vnode in node.value:
+                if knode.value == str(k):
+                    node, line = vnode, knode.start_mark.line + 1
+                    break
+            else:
+                break
+        return line
+
+    return locate

@@ -1,0 +1,1 @@
+"""Aggregation of runs into tables beside the published numbers, plots and the HTML report."""

@@ -1,0 +1,167 @@
+"""MLflow tracking that cannot kill a run.
+
+The trainer talks to a :class:`Tracker`. :class:`MlflowTracker` logs through an
+``MlflowClient`` (no global state) once per epoch; every call retries briefly and, if the store
+stays unreachable, warns once and goes on without tracking (``metrics.json`` stays complete and
+``debench track sync`` uploads later). :class:`NullTracker` is used when tracking is off or
+MLflow is not installed.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("debench.track")
+
+_CREDENTIALS = re.compile(r"(//)([^/@:]+)(:[^/@]*)?@")
+
+
+def redact(uri: str | None) -> str | None:
+    """Hide ``user:password@`` in a URI so it never reaches logs, params or reports."""
+    return None if uri is None else _CREDENTIALS.sub(r"\1***@", uri)
+
+
+def default_tracking_uri(results_dir: str | Path) -> str:
+    """Embedded SQLite store under the results folder, as an absolute URI."""
+    return f"sqlite:///{(Path(results_dir) / 'mlflow.db').resolve()}"
+
+
+class NullTracker:
+    run_id: str | None = None
+    active = False
+
+    def start(self, *args: Any, **kwargs: Any) -> None: ...
+    def log_epoch(self, metrics: dict[str, float], step: int) -> None: ...
+    def finish(self, metrics: dict[str, float], artifacts: list[Path], status: str) -> None: ...
+
+
+class MlflowTracker:
+    """One debench run as one MLflow run.
+
+    Args:
+        tracking_uri: MLflow store (``sqlite:///abs/path.db`` or ``http://host:port``).
+        experiment_id: id created before jobs fan out (see ``debench track init``); when None
+            the experiment ``experiment_name`` is looked up or created here (serial use only).
+        experiment_name: debench experiment name.
+        retries: attempts per call before tracking is switched off for this run.
+    """
+
+    def __init__(self, tracking_uri: str, experiment_id: str | None, experiment_name: str,
+                 retries: int = 3):
+        from mlflow.tracking import MlflowClient
+
+        self.client = MlflowClient(tracking_uri=tracking_uri)
+        self.uri = tracking_uri
+        self.experiment_id = experiment_id
+        self.experiment_name = experiment_name
+        self.retries = retries
+        self.run_id: str | None = None
+        self.active = True
+
+    def _call(self, what: str, fn, *args: Any, **kwargs: Any) -> Any:
+        if not self.active:
+            return None
+        for attempt in range(self.retries):
+            try:
+                return fn(*args, **kwargs)
+            except Exception as exc:  # network errors, sqlite 'database is locked', ...
+                last = exc
+                time.sleep(0.5 * 2**attempt)
+        log.warning("MLflow %s failed (%s); tracking is off for the rest of this run, metrics.json "
+                    "stays complete; upload later with `debench track sync`", what, str(last)[:200])
+        self.active = False
+        return None
+
+    def start(self, run_name: str, params: dict[str, Any], tags: dict[str, str],
+              resume_run_id: str | None = None) -> None:
+        if resume_run_id:
+            self.run_id = resume_run_id
+            self._call("resume", self.client.update_run, resume_run_id, status="RUNNING")
+            return
+        if self.experiment_id is None:
+            self.experiment_id = self._call("experiment lookup", ensure_experiment, self.client,
+                                            self.experiment_name)
+        run = self._call("create_run", self.client.create_run, self.experiment_id,
+                         run_name=run_name, tags=tags)
+        if run is None:
+            return
+        self.run_id = run.info.run_id
+        from mlflow.entities import Param
+
+        batch = [Param(k, str(v)[:6000]) for k, v in sorted(params.items())]
+        for i in range(0, len(batch), 100):
+            self._call("log params", self.client.log_batch, self.run_id, params=batch[i:i + 100])
+
+    def log_epoch(self, metrics: dict[str, float], step: int) -> None:
+        if self.run_id is None:
+            return
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now, step) for k, v in metrics.items() if _is_number(v)]
+        self._call("log metrics", self.client.log_batch, self.run_id, metrics=batch)
+
+    def finish(self, metrics: dict[str, float], artifacts: list[Path], status: str) -> None:
+        if self.run_id is None:
+            return
+        self.log_epoch(metrics, step=0)
+        for path in artifacts:
+            if Path(path).exists():
+                self._call("log artifact", self.client.log_artifact, self.run_id, str(path))
+        self._call("set status tag", self.client.set_tag, self.run_id, "debench.status", status)
+        self._call("terminate", self.client.set_terminated, self.run_id,
+                   "FINISHED" if status == "ok" else "FAILED")
+
+
+def _is_number(v: Any) -> bool:
+    import math
+
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def ensure_experiment(client: Any, name: str) -> str:
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    try:
+        return client.create_experiment(name)
+    except Exception:
+        exp = client.get_experiment_by_name(name)  # created concurrently by another process
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+def init_store(tracking_uri: str, experiments: list[str]) -> dict[str, str]:
+    """Create the store (schema migration) and the experiments once, serially.
+
+    Parallel jobs that each create a fresh SQLite store race on its schema migration; doing it
+    once before jobs fan out and handing each job its experiment id avoids that.
+
+    Returns:
+        ``{experiment name: experiment id}``.
+    """
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    return {name: ensure_experiment(client, name) for name in experiments}
+
+
+def make_tracker(tracking: dict[str, Any], experiment: str) -> NullTracker | MlflowTracker:
+    """The tracker a run should use: MLflow when enabled and importable, else a no-op."""
+    if not tracking.get("enabled", True) or not tracking.get("uri"):
+        return NullTracker()
+    try:
+        import mlflow  # noqa: F401
+    except ImportError:
+        log.warning("mlflow is not installed: tracking is off, metrics.json is still written")
+        return NullTracker()
+    try:
+        return MlflowTracker(tracking["uri"], tracking.get("experiment_id"), experiment)
+    except Exception as exc:
+        log.warning("MLflow store %s unusable (%s): tracking is off", redact(tracking["uri"]), exc)
+        return NullTracker()

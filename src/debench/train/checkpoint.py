@@ -1,0 +1,73 @@
+"""Checkpoints that make a killed run resumable, bit-exactly on the CPU.
+
+A checkpoint holds model, optimizer, RNG states, the epoch rows so far, the MLflow run id and
+the config hash. It is written atomically and loaded with ``weights_only=True``; a checkpoint
+that fails to load is reported and the previous one is used. The last ``keep`` are kept.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from debench.track.atomic import atomic_write_bytes
+
+log = logging.getLogger("debench.train")
+_NAME = re.compile(r"^ckpt-epoch(\d+)\.pt$")
+
+
+def _epochs(folder: Path) -> list[tuple[int, Path]]:
+    found = [(int(m.group(1)), p) for p in folder.glob("ckpt-epoch*.pt") if (m := _NAME.match(p.name))]
+    return sorted(found)
+
+
+def save_checkpoint(folder: Path, epoch: int, state: dict[str, Any], keep: int = 2) -> Path:
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    path = folder / f"ckpt-epoch{epoch:05d}.pt"
+    atomic_write_bytes(path, buf.getvalue())
+    for _, old in _epochs(folder)[:-keep]:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def load_latest(folder: Path, config_hash: str) -> dict[str, Any] | None:
+    """Newest loadable checkpoint of this configuration, or None to start fresh.
+
+    Raises:
+        RuntimeError: if a checkpoint belongs to a different configuration (a resumed run must
+            not silently change its hyperparameters).
+    """
+    if not folder.exists():
+        return None
+    for epoch, path in reversed(_epochs(folder)):
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            log.warning("checkpoint %s cannot be loaded (%s); trying the previous one", path, exc)
+            continue
+        if state.get("config_hash") != config_hash:
+            raise RuntimeError(
+                f"checkpoint {path} was written by a run with config hash {state.get('config_hash')}, "
+                f"this run has {config_hash}; delete {folder} to start over with the new settings"
+            )
+        return state
+    return None
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -1,0 +1,78 @@
+import json
+import os
+from pathlib import Path
+
+from snakemake.utils import validate
+
+from debench.config import check_config, expand_runs, run_spec, yaml_locator
+from debench.report.plots import PLOTS
+from debench.track.tracker import default_tracking_uri
+
+
+validate(config, schema="../schemas/config.schema.yaml")
+check_config(
+    config,
+    locate=yaml_locator(workflow.configfiles[-1]) if workflow.configfiles else None,
+)
+
+PRESET = config["preset"]
+RESULTS = f"results/{PRESET}"
+DATA_DIR = f"{config['data']['cache_dir']}/{config['data']['source']}"
+RUNS = expand_runs(config)
+TABLES = sorted({exp["table"] for exp in config["experiments"].values()})
+EXPERIMENTS = sorted(config["experiments"])
+
+
+wildcard_constraints:
+    experiment=r"[A-Za-z0-9_]+",
+    dataset=r"[A-Za-z0-9_]+",
+    model=r"[A-Za-z0-9_]+",
+    seed=r"\d+",
+
+
+def tracking_uri():
+    """Config key mlflow.tracking_uri, else MLFLOW_TRACKING_URI, else SQLite under results/."""
+    return (
+        config["mlflow"].get("tracking_uri")
+        or os.environ.get("MLFLOW_TRACKING_URI")
+        or default_tracking_uri(RESULTS)
+    )
+
+
+def run_metrics(run):
+    return f"{RESULTS}/runs/{run['experiment']}/{run['dataset']}/{run['model']}/seed{run['seed']}/metrics.json"
+
+
+def all_metrics():
+    return [run_metrics(r) for r in RUNS]
+
+
+def data_cache(wildcards):
+    return f"{DATA_DIR}/{wildcards.dataset}.npz"
+
+
+def data_options():
+    opts = dict(config["data"].get("synthetic", {}))
+    if config["data"].get("npz_dir"):
+        opts["npz_dir"] = config["data"]["npz_dir"]
+    opts["download_dir"] = f"{config['data']['cache_dir']}/downloads"
+    return json.dumps(opts, sort_keys=True)
+
+
+def train_spec(wildcards, input, output):
+    spec = run_spec(
+        config,
+        wildcards.experiment,
+        wildcards.dataset,
+        wildcards.model,
+        int(wildcards.seed),
+        cache=str(input.data),
+        metrics=str(output.metrics),
+        checkpoints=f"{RESULTS}/checkpoints/{wildcards.experiment}/{wildcards.dataset}/{wildcards.model}/seed{wildcards.seed}",
+        tracking={"enabled": config["mlflow"]["enabled"], "uri": tracking_uri()},
+    )
+    return json.dumps(spec, sort_keys=True)
+
+
+def get_final_output():
+    return [f"{RESULTS}/report/report.html", f"{RESULTS}/tables/summary.json"]

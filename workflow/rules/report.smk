@@ -1,0 +1,64 @@
+rule aggregate:
+    input:
+        metrics=all_metrics(),
+        published="config/reference/published_results.csv",
+    output:
+        runs=f"{RESULTS}/runs.csv",
+        summary=f"{RESULTS}/tables/summary.json",
+        tables=[
+            report(
+                f"{RESULTS}/tables/{table}.csv",
+                caption="../report/table.rst",
+                category="Tables",
+                labels={"table": table},
+            )
+            for table in TABLES
+        ],
+        markdown=expand(f"{RESULTS}/tables/{{table}}.md", table=TABLES),
+        latex=expand(f"{RESULTS}/tables/{{table}}.tex", table=TABLES),
+    params:
+        runs=f"{RESULTS}/runs",
+        out=RESULTS,
+        tolerances=json.dumps(config["report"]["tolerances"], sort_keys=True),
+    log:
+        f"{RESULTS}/logs/aggregate.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/aggregate.tsv"
+    conda:
+        "../../environment.yml"
+    shell:
+        "debench aggregate --runs {params.runs} --published {input.published}"
+        " --out {params.out} --tolerances {params.tolerances:q} > {log} 2>&1"
+
+
+rule report:
+    input:
+        summary=rules.aggregate.output.summary,
+        runs=rules.aggregate.output.runs,
+    output:
+        html=report(
+            f"{RESULTS}/report/report.html",
+            caption="../report/html.rst",
+            category="Report",
+        ),
+        plots=[
+            report(
+                f"{RESULTS}/report/plots/{name}.png",
+                caption=f"../report/{name}.rst",
+                category="Plots",
+                labels={"plot": name},
+            )
+            for name in PLOTS
+        ],
+    params:
+        tables=RESULTS,
+        runs=f"{RESULTS}/runs",
+        out=f"{RESULTS}/report",
+    log:
+        f"{RESULTS}/logs/report.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/report.tsv"
+    conda:
+        "../../environment.yml"
+    shell:
+        "debench report --tables {params.tables} --runs {params.runs} --out {params.out} > {log} 2>&1"
