@@ -63,9 +63,10 @@ class AugmentedField(nn.Module):
         if not (self.track_logp or self.track_reg):
             return self.f(t, state)
         z = state[0]
+        if not (torch.is_grad_enabled() and z.requires_grad):
+            # no graph to extend (evaluation, or the adjoint's forward solve): a fresh leaf
+            z = z.detach().requires_grad_(True)
         with torch.enable_grad():
-            if not z.requires_grad:
-                z = z.detach().requires_grad_(True)
             dz = self.f(t, z)
             out = [dz]
             need_vjp = self.track_reg or self.divergence == "hutchinson"

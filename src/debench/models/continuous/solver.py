@@ -129,9 +129,11 @@ class CountedDynamics(nn.Module):
             )
         return self.f(t, y)
 
-    def pop_counts(self) -> dict[str, int]:
-        """The counters since the last call, then zero them."""
-        out, self.counts = self.counts, {"nfe_forward": 0, "nfe_backward": 0}
+    def pop_counts(self, reset: bool = True) -> dict[str, int]:
+        """The counters since the last reset; zero them unless ``reset`` is False."""
+        out = dict(self.counts)
+        if reset:
+            self.counts = {"nfe_forward": 0, "nfe_backward": 0}
         return out
 
 
@@ -203,11 +205,11 @@ def _uniform_grid(t: torch.Tensor, n: int) -> torch.Tensor:
     return grid
 
 
-def collect_stats(module: nn.Module) -> dict[str, int]:
-    """Sum and reset the counters of every :class:`CountedDynamics` inside ``module``."""
+def collect_stats(module: nn.Module, reset: bool = True) -> dict[str, int]:
+    """Sum the counters of every :class:`CountedDynamics` inside ``module`` (and reset them)."""
     total = {"nfe_forward": 0, "nfe_backward": 0}
     for m in module.modules():
         if isinstance(m, CountedDynamics):
-            for k, v in m.pop_counts().items():
+            for k, v in m.pop_counts(reset).items():
                 total[k] += v
     return total
