@@ -1,0 +1,57 @@
+"""Layers shared by the PDE-motivated networks: symmetric layer, TV normalization, pool-and-pad."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class TVNorm(nn.Module):
+    """Total-variation normalization of Ruthotto & Haber: per pixel, across channels.
+
+    ``y = (x - mean_c x) / sqrt(mean_c (x - mean_c x)^2 + eps)``, then a learnable per-channel
+    scale (init 1) and shift (init 0): ``2 * channels`` parameters, as Meganet's tvNormLayer.
+    """
+
+    def __init__(self, channels: int, eps: float = 1e-3):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x - x.mean(1, keepdim=True)
+        x = x * torch.rsqrt(x.pow(2).mean(1, keepdim=True) + self.eps)
+        return x * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
+
+
+class SymmetricLayer(nn.Module):
+    """``u -> K^T relu(N(K u))`` with one 3x3 kernel ``K`` used forward and transposed.
+
+    Its Jacobian is symmetric positive semi-definite, so ``-K^T relu(N(K u))`` is the stable
+    (parabolic) right-hand side of Ruthotto & Haber and the force of Chang et al.'s
+    second-order and Hamiltonian networks.
+
+    Args:
+        channels: input = output channels.
+        norm: ``"bn"`` (BatchNorm, affine) or ``"tv"`` (:class:`TVNorm`).
+    """
+
+    def __init__(self, channels: int, norm: str = "bn"):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(channels, channels, 3, 3))
+        nn.init.kaiming_normal_(self.weight, mode="fan_out", nonlinearity="relu")
+        self.norm = TVNorm(channels) if norm == "tv" else nn.BatchNorm2d(channels)
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        z = F.relu(self.norm(F.conv2d(u, self.weight, padding=1)))
+        return F.conv_transpose2d(z, self.weight, padding=1)
+
+
+def pool_pad(x: torch.Tensor, channels: int, stride: int = 2) -> torch.Tensor:
+    """Parameter-free downsampling: ``stride`` average pooling, then zero channels on both sides."""
+    if stride > 1:
+        x = F.avg_pool2d(x, stride)
+    extra = channels - x.shape[1]
+    return F.pad(x, (0, 0, 0, 0, extra // 2, extra - extra // 2)) if extra else x
