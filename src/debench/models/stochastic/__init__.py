@@ -1,3 +1,3 @@
 """Stochastic dynamics (stochastic depth, shake-shake, Neural SDEs, latent SDEs, score SDEs)."""
 
-from debench.models.stochastic import depth, latent_sde, neural_sde, shake_shake  # noqa: F401
+from debench.models.stochastic import depth, latent_sde, neural_sde, score_sde, shake_shake  # noqa: F401

@@ -1,0 +1,170 @@
+"""Samplers and likelihoods for score SDEs (Song et al. 2021, Sec. 4 and App. D).
+
+Every function takes the forward SDE (:mod:`diffusion_sdes`) and a score function
+``score(x, t) -> grad_x log p_t(x)`` with ``t`` of shape ``(batch,)``, so they can be checked
+against the exact score of Gaussian data:
+
+- :func:`euler_maruyama`: the reverse-time SDE ``dx = [f - g^2 score] dt + g dW-bar`` from ``T``
+  to ``eps``, ``steps`` equal steps, the last one without noise.
+- :func:`predictor_corrector`: the same predictor followed by one Langevin corrector step with
+  signal-to-noise ratio ``snr`` (0.16 in the paper) per step.
+- :func:`ancestral`: DDPM's ancestral sampler, the VP SDE's own discretization.
+- :func:`probability_flow`: the ODE ``dx/dt = f - g^2 score / 2`` solved by torchdiffeq
+  (dopri5, rtol = atol = 1e-5), returning its NFE.
+- :func:`log_likelihood`: ``log p_0(x)`` through the same ODE, augmented with the divergence
+  (exact or Hutchinson's estimator), plus the prior's log-density at ``t = T``.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torchdiffeq import odeint
+
+from debench.models.stochastic.diffusion_sdes import DiffusionSDE, VPSDE, bcast
+
+Score = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _times(sde: DiffusionSDE, steps: int, eps: float, ref: torch.Tensor) -> torch.Tensor:
+    return torch.linspace(sde.T, eps, steps, device=ref.device, dtype=ref.dtype)
+
+
+def _reverse_em_step(sde, score, x, t, h, last):
+    tb = t.expand(x.shape[0])
+    g = bcast(sde.diffusion(tb), x)
+    mean = x - (sde.drift(x, tb) - g * g * score(x, tb)) * h
+    return mean if last else mean + g * (h ** 0.5) * torch.randn_like(x)
+
+
+@torch.no_grad()
+def euler_maruyama(sde: DiffusionSDE, score: Score, x: torch.Tensor, steps: int = 1000, eps: float = 1e-3) -> torch.Tensor:
+    """Reverse-SDE Euler-Maruyama from the prior sample ``x`` (score evaluations: ``steps``)."""
+    ts = _times(sde, steps, eps, x)
+    h = (sde.T - eps) / (steps - 1) if steps > 1 else sde.T - eps
+    for i, t in enumerate(ts):
+        x = _reverse_em_step(sde, score, x, t, h, last=i == steps - 1)
+    return x
+
+
+def langevin_step(sde: DiffusionSDE, score: Score, x: torch.Tensor, t: torch.Tensor, h: float,
+                  snr: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """One corrector step; returns ``(x, x_mean)``. Step ``2 alpha (snr |z| / |score|)^2``."""
+    tb = t.expand(x.shape[0])
+    s = score(x, tb)
+    z = torch.randn_like(x)
+    grad_norm = s.flatten(1).norm(dim=1).mean()
+    noise_norm = z.flatten(1).norm(dim=1).mean()
+    step = 2 * bcast(sde.langevin_alpha(tb, h), x) * (snr * noise_norm / grad_norm) ** 2
+    mean = x + step * s
+    return mean + (2 * step).sqrt() * z, mean
+
+
+@torch.no_grad()
+def predictor_corrector(sde: DiffusionSDE, score: Score, x: torch.Tensor, steps: int = 1000, eps: float = 1e-3,
+                        snr: float = 0.16, corrector_steps: int = 1) -> torch.Tensor:
+    """Corrector (Langevin) then predictor (reverse EM) per time; ``steps (1 + corrector_steps)`` NFE."""
+    ts = _times(sde, steps, eps, x)
+    h = (sde.T - eps) / (steps - 1) if steps > 1 else sde.T - eps
+    for i, t in enumerate(ts):
+        for _ in range(corrector_steps):
+            x, _ = langevin_step(sde, score, x, t, h, snr)
+        x = _reverse_em_step(sde, score, x, t, h, last=i == steps - 1)
+    return x
+
+
+@torch.no_grad()
+def ancestral(sde: VPSDE, score: Score, x: torch.Tensor) -> torch.Tensor:
+    """DDPM ancestral sampling over the ``N`` discrete betas of a VP SDE (``N`` score evaluations).
+
+    ``x_{i-1} = (x_i + beta_i score(x_i, t_i)) / sqrt(1 - beta_i) + sqrt(beta_i) z``, the last step
+    without noise; ``t_i = i / (N - 1)``.
+    """
+    betas = sde.discrete_betas().to(x.device, x.dtype)
+    n = len(betas)
+    for i in reversed(range(n)):
+        t = torch.full((x.shape[0],), i / (n - 1), device=x.device, dtype=x.dtype)
+        mean = (x + betas[i] * score(x, t)) / (1 - betas[i]).sqrt()
+        x = mean + betas[i].sqrt() * torch.randn_like(x) if i > 0 else mean
+    return x
+
+
+class _Counted(torch.nn.Module):
+    def __init__(self, fn):
+        super().__init__()
+        self.fn, self.nfe = fn, 0
+
+    def forward(self, t, state):
+        self.nfe += 1
+        return self.fn(t, state)
+
+
+def _stop_at(ts: torch.Tensor, method: str) -> dict | None:
+    # Adaptive solvers step past the end and interpolate back; past t = 0 the VP marginal std is
+    # NaN, so make the last step land on the end time instead.
+    return {"step_t": ts} if method in ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun") else None
+
+
+def ode_velocity(sde: DiffusionSDE, score: Score, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Probability-flow velocity ``f - g^2 score / 2``."""
+    tb = t.expand(x.shape[0])
+    g = bcast(sde.diffusion(tb), x)
+    return sde.drift(x, tb) - 0.5 * g * g * score(x, tb)
+
+
+@torch.no_grad()
+def probability_flow(sde: DiffusionSDE, score: Score, x: torch.Tensor, eps: float = 1e-3, rtol: float = 1e-5,
+                     atol: float = 1e-5, method: str = "dopri5") -> tuple[torch.Tensor, int]:
+    """Integrate the probability-flow ODE from ``T`` to ``eps``; returns ``(samples, nfe)``."""
+    fn = _Counted(lambda t, y: ode_velocity(sde, score, y, t))
+    ts = torch.tensor([sde.T, eps], device=x.device, dtype=x.dtype)
+    out = odeint(fn, x, ts, rtol=rtol, atol=atol, method=method, options=_stop_at(ts, method))
+    return out[-1], fn.nfe
+
+
+def log_likelihood(sde: DiffusionSDE, score: Score, x: torch.Tensor, eps: float = 1e-5, rtol: float = 1e-5,
+                   atol: float = 1e-5, method: str = "dopri5", trace: str = "hutchinson",
+                   probe: str = "rademacher") -> tuple[torch.Tensor, int]:
+    """``log p_eps(x)`` per example (nats) by the instantaneous change of variables.
+
+    Args:
+        sde, score: the model.
+        x: data at ``t = eps`` (in the model's data space).
+        eps: start time (1e-5 in Song et al.).
+        trace: ``exact`` (one vector-Jacobian product per dimension; for low-dimensional data) or
+            ``hutchinson`` (one probe per solve, fixed across time, as in FFJORD).
+        probe: ``rademacher`` or ``gaussian`` Hutchinson probes.
+
+    Returns:
+        ``(log_prob, nfe)``.
+    """
+    shape, d = x.shape, x[0].numel()
+    noise = None
+    if trace == "hutchinson":
+        noise = torch.randint(0, 2, shape, device=x.device).to(x.dtype) * 2 - 1 if probe == "rademacher" \
+            else torch.randn_like(x)
+
+    def augmented(t, state):
+        y = state[:, :d].reshape(shape)
+        with torch.enable_grad():
+            y = y.detach().requires_grad_(True)
+            v = ode_velocity(sde, score, y, t)
+            if noise is not None:
+                (vjp,) = torch.autograd.grad(v, y, noise)
+                div = (vjp * noise).flatten(1).sum(1)
+            else:
+                div = torch.zeros(shape[0], device=x.device, dtype=x.dtype)
+                flat_v = v.flatten(1)
+                for i in range(d):
+                    (gi,) = torch.autograd.grad(flat_v[:, i].sum(), y, retain_graph=i < d - 1)
+                    div = div + gi.flatten(1)[:, i]
+        return torch.cat([v.detach().flatten(1), div.detach()[:, None]], 1)
+
+    fn = _Counted(augmented)
+    state0 = torch.cat([x.flatten(1), torch.zeros(shape[0], 1, device=x.device, dtype=x.dtype)], 1)
+    ts = torch.tensor([eps, sde.T], device=x.device, dtype=x.dtype)
+    with torch.no_grad():
+        out = odeint(fn, state0, ts, rtol=rtol, atol=atol, method=method, options=_stop_at(ts, method))[-1]
+    z, delta = out[:, :d].reshape(shape), out[:, d]
+    return sde.prior_logp(z) + delta, fn.nfe
