@@ -94,6 +94,8 @@ class VPSDE(DiffusionSDE):
     name = "vp"
 
     def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0, n: int = 1000):
+        if beta_max / n >= 1:
+            raise ValueError(f"VP SDE: n={n} discrete steps give beta_N = beta_max/n >= 1; use n > {beta_max:g}")
         self.beta_0, self.beta_1, self.n = beta_min, beta_max, n
 
     def beta(self, t):
@@ -113,7 +115,9 @@ class VPSDE(DiffusionSDE):
         return a, (1 - a * a).clamp_min(0).sqrt()
 
     def langevin_alpha(self, t, h):
-        return 1 - self.beta(t) * h
+        # Song et al. use 1 - beta_i = 1 - beta(t) h; exp(-beta(t) h) agrees to first order and
+        # stays positive when a smoke run takes a handful of large steps.
+        return torch.exp(-self.beta(t) * h)
 
     def discrete_betas(self) -> torch.Tensor:
         """DDPM's ``beta_i = beta(i / (N - 1)) / N`` (``1e-4 ... 0.02`` for the defaults)."""

@@ -57,7 +57,10 @@ class PosteriorPriorSDE(nn.Module):
 
     def f(self, t, y):
         self.nfe += 1
-        i = min(int(torch.searchsorted(self.ts, t, right=True)), len(self.ts) - 1)
+        # Context of the nearest observation time: solver times carry rounding error, and a
+        # lookup that flips at the grid points would break the adjoint's path reconstruction.
+        n = len(self.ts) - 1
+        i = min(max(int(round(float((t - self.ts[0]) / (self.ts[-1] - self.ts[0]) * n))), 0), n)
         return self.f_net(torch.cat([y, self.ctx[i]], 1))
 
     def h(self, t, y):
