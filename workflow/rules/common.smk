@@ -8,7 +8,6 @@ from debench.config import check_config, expand_runs, run_spec, yaml_locator
 from debench.report.plots import PLOTS
 from debench.track.tracker import default_tracking_uri
 
-
 validate(config, schema="../schemas/config.schema.yaml")
 check_config(
     config,
@@ -72,6 +71,11 @@ def train_spec(wildcards, input, output):
         tracking={"enabled": config["mlflow"]["enabled"], "uri": tracking_uri()},
     )
     return json.dumps(spec, sort_keys=True)
+
+
+def results_dir(runs_csv):
+    """results/<preset>/ from the path of its runs.csv."""
+    return Path(runs_csv).parent
 
 
 def get_final_output():

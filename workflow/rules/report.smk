@@ -16,16 +16,16 @@ rule aggregate:
         ],
         markdown=expand(f"{RESULTS}/tables/{{table}}.md", table=TABLES),
         latex=expand(f"{RESULTS}/tables/{{table}}.tex", table=TABLES),
-    params:
-        runs=f"{RESULTS}/runs",
-        out=RESULTS,
-        tolerances=json.dumps(config["report"]["tolerances"], sort_keys=True),
     log:
         f"{RESULTS}/logs/aggregate.log",
     benchmark:
         f"{RESULTS}/benchmarks/aggregate.tsv"
     conda:
         "../../environment.yml"
+    params:
+        runs=lambda w, output: results_dir(output.runs) / "runs",
+        out=lambda w, output: results_dir(output.runs),
+        tolerances=json.dumps(config["report"]["tolerances"], sort_keys=True),
     shell:
         "debench aggregate --runs {params.runs} --published {input.published}"
         " --out {params.out} --tolerances {params.tolerances:q} > {log} 2>&1"
@@ -50,15 +50,15 @@ rule report:
             )
             for name in PLOTS
         ],
-    params:
-        tables=RESULTS,
-        runs=f"{RESULTS}/runs",
-        out=f"{RESULTS}/report",
     log:
         f"{RESULTS}/logs/report.log",
     benchmark:
         f"{RESULTS}/benchmarks/report.tsv"
     conda:
         "../../environment.yml"
+    params:
+        tables=lambda w, input: results_dir(input.runs),
+        runs=lambda w, input: results_dir(input.runs) / "runs",
+        out=lambda w, output: Path(output.html).parent,
     shell:
         "debench report --tables {params.tables} --runs {params.runs} --out {params.out} > {log} 2>&1"

@@ -1,16 +1,16 @@
 rule track_init:
     output:
         ids=f"{RESULTS}/mlflow/experiments.json",
-    params:
-        uri=tracking_uri(),
-        experiments=EXPERIMENTS,
-        enabled="" if config["mlflow"]["enabled"] else "--disabled",
     log:
         f"{RESULTS}/logs/track_init.log",
     benchmark:
         f"{RESULTS}/benchmarks/track_init.tsv"
     conda:
         "../../environment.yml"
+    params:
+        uri=tracking_uri(),
+        experiments=EXPERIMENTS,
+        enabled="" if config["mlflow"]["enabled"] else "--disabled",
     shell:
         "debench track init --uri {params.uri:q} --experiments {params.experiments}"
         " --out {output.ids} {params.enabled} > {log} 2>&1"
@@ -22,15 +22,15 @@ rule train:
         tracking=rules.track_init.output.ids,
     output:
         metrics=f"{RESULTS}/runs/{{experiment}}/{{dataset}}/{{model}}/seed{{seed}}/metrics.json",
-    params:
-        spec=train_spec,
     log:
         f"{RESULTS}/logs/train/{{experiment}}/{{dataset}}/{{model}}/seed{{seed}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/train/{{experiment}}/{{dataset}}/{{model}}/seed{{seed}}.tsv"
-    threads: 1
     conda:
         "../../environment.yml"
+    threads: 1
+    params:
+        spec=train_spec,
     shell:
         "debench train --spec {params.spec:q} --tracking-ids {input.tracking}"
         " --threads {threads} > {log} 2>&1"

@@ -1,0 +1,34 @@
+# Two entry points that work on a fresh machine (CPU is enough):
+#   make smoke   create .venv if missing, install, run the whole DAG on the offline smoke preset
+#   make test    create .venv if missing, install with the test extra, run the test suite
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CORES ?= 2
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+
+.PHONY: smoke test lint survey-dry-run mlflow-ui clean-smoke
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+smoke: $(VENV)/.installed
+	snakemake --cores $(CORES) --configfile config/smoke.yaml
+	@echo "report: results/smoke/report/report.html"
+
+test: $(VENV)/.installed
+	$(PY) -m pytest
+
+lint: $(VENV)/.installed
+	snakemake --lint
+
+survey-dry-run: $(VENV)/.installed
+	snakemake -n --cores 1
+
+mlflow-ui: $(VENV)/.installed
+	mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///$(abspath results/$(or $(PRESET),smoke))/mlflow.db
+
+clean-smoke:
+	rm -rf results/smoke resources/data/synthetic
