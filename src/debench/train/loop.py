@@ -266,6 +266,7 @@ def train(spec: dict[str, Any]) -> dict[str, Any]:
         "provenance": provenance.collect(device), "mlflow_run_id": tracker.run_id,
         "tracking_uri": redact(spec.get("tracking", {}).get("uri")), "epoch_csv": "epochs.csv",
     }
+    record.update({"nfe_forward": None, "nfe_backward": None})  # null unless a solver counted
     record.update(_summarize(epochs.rows, best, protocol, classify, status))
     if status == "ok":
         extra = getattr(model, "extra_eval_metrics", None)

@@ -1,0 +1,129 @@
+"""The training loop: metrics schema, protocol checks, schedules, resume, divergence."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from debench.registry import register_model
+
+from debench.train.loop import train
+from debench.train.protocol import Protocol, lr_at
+from tests.conftest import make_spec
+
+REQUIRED = {
+    "schema_version", "experiment", "model", "dataset", "seed", "config_hash", "status", "params",
+    "test_accuracy", "test_error", "best_test_accuracy", "final_test_error", "train_time_s",
+    "epoch_time_s", "throughput_img_s", "peak_memory_mb", "activation_memory_mb", "provenance",
+    "protocol", "runtime", "family", "paper", "scheme", "metric", "evals_per_forward",
+}
+
+
+def test_metrics_schema_and_epoch_log(tmp_path, synthetic_cache):
+    rec = train(make_spec(tmp_path, synthetic_cache))
+    on_disk = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert on_disk == json.loads(json.dumps(rec))
+    assert REQUIRED <= set(rec)
+    assert rec["status"] == "ok" and rec["params"] == 269722 and rec["evals_per_forward"] == 9
+    assert math.isclose(rec["test_error"], 100 - rec["test_accuracy"])
+    assert rec["nfe_forward"] is None and rec["nfe_backward"] is None  # no solver in a ResNet
+    assert rec["activation_memory_mb"] > 1 and rec["runtime"]["threads"] == 1
+    assert {"git_commit", "torch_version", "device_name"} <= set(rec["provenance"])
+    lines = (tmp_path / "run" / "epochs.csv").read_text().splitlines()
+    assert lines[0].startswith("epoch,step,lr,train_loss") and len(lines) == 3
+    assert rec["test_accuracy"] > 20  # synthetic data: well above the 10% of chance after 16 steps
+
+
+def test_resume_after_interruption_gives_identical_metrics(tmp_path, synthetic_cache):
+    full = train(make_spec(tmp_path / "a", synthetic_cache, protocol={"epochs": 3}))
+    spec = make_spec(tmp_path / "b", synthetic_cache, protocol={"epochs": 3})
+    # An interrupted run: stop after epoch 2 by running the first two epochs' worth ...
+    first = make_spec(tmp_path / "b", synthetic_cache, protocol={"epochs": 3})
+    import debench.train.loop as loop
+
+    calls = {"n": 0}
+    real = loop.ckpt.save_checkpoint
+
+    def save_then_die(*args, **kwargs):
+        real(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt  # what a kill after the epoch-2 checkpoint leaves behind
+
+    loop.ckpt.save_checkpoint = save_then_die
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train(first)
+    finally:
+        loop.ckpt.save_checkpoint = real
+    assert not (tmp_path / "b" / "run" / "metrics.json").exists()
+    resumed = train(spec)
+    for key in ("test_accuracy", "test_loss", "train_loss", "final_test_error", "steps"):
+        assert resumed[key] == full[key], key
+    assert resumed["epochs_completed"] == 3
+
+
+class _NaNAfter(torch.nn.Module):
+    """Logits turn NaN from the 5th training step on: an injected divergence."""
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 3):
+        super().__init__()
+        self.head = torch.nn.Linear(in_channels, num_classes)
+        self.steps = 0
+
+    def forward(self, x):
+        self.steps += self.training
+        out = self.head(x.mean((2, 3)))
+        return out * float("nan") if self.steps >= 5 else out
+
+
+register_model("test_nan_after_5", family="discrete", paper="test", scheme="none")(_NaNAfter)
+
+
+def test_nan_loss_ends_with_status_diverged(tmp_path, synthetic_cache):
+    rec = train(make_spec(tmp_path, synthetic_cache, model="test_nan_after_5"))
+    assert rec["status"] == "diverged"
+    assert rec["failed_epoch"] == 1 and "epoch 1" in rec["status_detail"]
+    assert "test_accuracy" not in rec
+
+
+def test_changed_settings_never_resume_old_checkpoints(tmp_path, synthetic_cache):
+    a = train(make_spec(tmp_path, synthetic_cache))
+    b = train(make_spec(tmp_path, synthetic_cache, protocol={"lr": 0.03}))
+    assert a["config_hash"] != b["config_hash"]
+    assert b["epochs_completed"] == 2 and b["steps"] == a["steps"]
+
+
+@pytest.mark.parametrize("bad,message", [
+    ({"epochs": 0}, "protocol.epochs: must be > 0"),
+    ({"epochs": 1, "iterations": 5}, "exactly one"),
+    ({"epochs": 1, "lr": "fast"}, "protocol.lr: expected float"),
+    ({"epochs": 1, "learning_rate": 0.1}, "unknown protocol key"),
+    ({"epochs": 1, "milestones": [3, 1]}, "must be increasing"),
+    ({"epochs": 1, "select_by": "best_val"}, "needs val_fraction"),
+])
+def test_protocol_errors_name_the_key(bad, message):
+    with pytest.raises(ValueError, match=message):
+        Protocol.from_dict(bad)
+
+
+def test_step_schedule_and_constant_warmup_follow_he2016():
+    p = Protocol.from_dict({"iterations": 64000, "milestones": [32000, 48000], "warmup_iterations": 400,
+                            "warmup_lr": 0.01})
+    assert lr_at(p, 0, 391, 64000) == 0.01 and lr_at(p, 399, 391, 64000) == 0.01
+    assert lr_at(p, 400, 391, 64000) == 0.1
+    assert math.isclose(lr_at(p, 32000, 391, 64000), 0.01)
+    assert math.isclose(lr_at(p, 48000, 391, 64000), 0.001)
+
+
+def test_cosine_schedule_ends_near_zero():
+    p = Protocol.from_dict({"epochs": 10, "schedule": "cosine", "lr": 0.2})
+    assert lr_at(p, 0, 10, 100) == 0.2 and lr_at(p, 99, 10, 100) < 1e-3
+
+
+def test_iterations_budget_is_exact(tmp_path, synthetic_cache):
+    rec = train(make_spec(tmp_path, synthetic_cache, protocol={"epochs": None, "iterations": 11}))
+    assert rec["steps"] == 11 and rec["epochs_completed"] == 2
