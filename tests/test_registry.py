@@ -73,3 +73,17 @@ def test_plugin_model_registers_and_lists():
 def test_register_rejects_unknown_family():
     with pytest.raises(ValueError, match="family"):
         register_model("x", family="quantum", paper="p", scheme="s")
+
+
+def test_worked_plugin_example_registers_and_validates(monkeypatch):
+    import yaml
+
+    from debench.config import check_config, expand_runs
+    from tests.conftest import ROOT
+
+    monkeypatch.syspath_prepend(str(ROOT / "examples"))
+    cfg = yaml.safe_load((ROOT / "config" / "example_plugin.yaml").read_text())
+    check_config(cfg)
+    assert {r["model"] for r in expand_runs(cfg)} == {"resnet56", "halfstep_resnet56"}
+    model = create_model("halfstep_resnet56")
+    assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in create_model("resnet56").parameters())
