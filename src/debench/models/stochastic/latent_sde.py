@@ -158,9 +158,14 @@ class LatentSDE(nn.Module):
         return min(1.0, float(self.step) / self.kl_anneal_iters)
 
     def training_loss(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """Annealed negative ELBO per series (nats), averaged over the batch."""
+        """Annealed negative ELBO in nats per observed value (per series / ``T D``), batch mean.
+
+        Dividing by ``T D`` only rescales the gradient (the optimum is the same); it keeps SGD
+        learning rates in the range used for the classifiers.
+        """
         terms = self.elbo_terms(x)
         loss = -(terms["log_lik"] - terms["kl_z0"] - self.kl_weight() * terms["kl_path"]).mean()
+        loss = loss / (x.shape[1] * x.shape[2])
         self.step += 1
         return loss
 

@@ -67,6 +67,7 @@ class ScoreSDEModel(nn.Module):
         likelihood_examples: test examples for bits/dim (``None``: the whole test split).
         trace: ``hutchinson`` or ``exact`` divergence for the likelihood ODE.
         inception_weights: local Inception-v3 state dict for FID (``None``: no FID).
+        ode_tol: rtol = atol of the probability-flow ODE (1e-5 in the paper; looser for smoke runs).
     """
 
     def __init__(self, net: nn.Module, data_shape: Sequence[int], sde: str = "vp", sde_args: dict | None = None,
@@ -74,8 +75,9 @@ class ScoreSDEModel(nn.Module):
                  train_eps: float = 1e-5, sample_eps: float = 1e-3, likelihood_eps: float = 1e-5,
                  sample_steps: int = 1000, snr: float = 0.16, samplers: Sequence[str] = ("em", "pc", "ode"),
                  num_samples: int = 64, likelihood_examples: int | None = None, trace: str = "hutchinson",
-                 inception_weights: str | None = None):
+                 inception_weights: str | None = None, ode_tol: float = 1e-5):
         super().__init__()
+        self.ode_tol = ode_tol
         for s in samplers:
             if s not in SAMPLERS:
                 raise ValueError(f"model arg 'samplers': unknown sampler {s!r}; use {SAMPLERS}")
@@ -140,7 +142,7 @@ class ScoreSDEModel(nn.Module):
             out = S.predictor_corrector(self.sde, self.score, x, self.sample_steps, self.sample_eps, self.snr)
             nfe = 2 * self.sample_steps
         elif sampler == "ode":
-            out, nfe = S.probability_flow(self.sde, self.score, x, self.sample_eps)
+            out, nfe = S.probability_flow(self.sde, self.score, x, self.sample_eps, self.ode_tol, self.ode_tol)
         else:
             out, nfe = S.ancestral(self.sde, self._ddpm_score, x), self.sde.n
         return self.to_data_space(out), nfe
@@ -154,9 +156,10 @@ class ScoreSDEModel(nn.Module):
             xd = ((x * 255).round() + u) / 256
             scale = 2.0 if self.center else 1.0
             logp, nfe = S.log_likelihood(self.sde, self.score, self.to_model_space(xd), self.likelihood_eps,
-                                         trace=self.trace)
+                                         self.ode_tol, self.ode_tol, trace=self.trace)
             return -logp / (d * math.log(2)) + 8 - math.log2(scale), nfe
-        logp, nfe = S.log_likelihood(self.sde, self.score, x, self.likelihood_eps, trace=self.trace)
+        logp, nfe = S.log_likelihood(self.sde, self.score, x, self.likelihood_eps, self.ode_tol, self.ode_tol,
+                                     trace=self.trace)
         return -logp / (d * math.log(2)), nfe
 
     def evaluate_metrics(self, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> dict[str, float]:
@@ -251,12 +254,12 @@ def _image_factory(name: str, sde: str, discrete: bool, samplers: tuple[str, ...
                 attn_resolutions: Sequence[int] = (16,), dropout: float = 0.1, sde_args: dict | None = None,
                 sample_steps: int = 1000, snr: float = 0.16, samplers: Sequence[str] = samplers,
                 num_samples: int = 64, likelihood_examples: int | None = None, trace: str = "hutchinson",
-                inception_weights: str | None = None) -> nn.Module:
+                inception_weights: str | None = None, ode_tol: float = 1e-5) -> nn.Module:
         net = UNet(in_channels, image_size, ch, tuple(ch_mult), num_res_blocks, tuple(attn_resolutions), dropout)
         return ScoreSDEModel(net, (in_channels, image_size, image_size), sde, sde_args, discrete, True, None,
                              sample_steps=sample_steps, snr=snr, samplers=samplers, num_samples=num_samples,
                              likelihood_examples=likelihood_examples, trace=trace,
-                             inception_weights=inception_weights)
+                             inception_weights=inception_weights, ode_tol=ode_tol)
 
     factory.__doc__ = f"{name}: U-Net score model on images with the {sde} SDE."
 
@@ -281,11 +284,11 @@ _image_factory("ddpm_cifar", "vp", True, ("ancestral", "ode"), HO20,
 def score_sde_toy(data_shape: Sequence[int] = (2,), num_classes: int = 0, sde: str = "vp", hidden: int = 128,
                   layers: int = 3, sde_args: dict | None = None, sample_steps: int = 500, snr: float = 0.16,
                   samplers: Sequence[str] = ("em", "pc", "ode"), num_samples: int = 1000,
-                  likelihood_examples: int | None = None, trace: str = "exact") -> nn.Module:
+                  likelihood_examples: int | None = None, trace: str = "exact", ode_tol: float = 1e-5) -> nn.Module:
     """MLP score model on 2-D points (``toy_gmm2d``); VE uses ``sigma_max = 5`` unless ``sde_args`` says otherwise."""
     dim = int(math.prod(data_shape))
     if sde == "ve" and not sde_args:
         sde_args = {"sigma_min": 0.01, "sigma_max": 5.0}
     return ScoreSDEModel(MLPScore(dim, hidden, layers), (dim,), sde, sde_args, False, False, None,
                          sample_steps=sample_steps, snr=snr, samplers=samplers, num_samples=num_samples,
-                         likelihood_examples=likelihood_examples, trace=trace)
+                         likelihood_examples=likelihood_examples, trace=trace, ode_tol=ode_tol)
