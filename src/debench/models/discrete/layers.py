@@ -1,10 +1,13 @@
-"""Layers shared by the PDE-motivated networks: symmetric layer, TV normalization, pool-and-pad."""
+"""Layers shared by the discrete family: symmetric layer, TV normalization, pool-and-pad, BN guard."""
 
 from __future__ import annotations
+
+from contextlib import contextmanager
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.nn.modules.batchnorm import _BatchNorm
 
 
 class TVNorm(nn.Module):
@@ -55,3 +58,16 @@ def pool_pad(x: torch.Tensor, channels: int, stride: int = 2) -> torch.Tensor:
         x = F.avg_pool2d(x, stride)
     extra = channels - x.shape[1]
     return F.pad(x, (0, 0, 0, 0, extra // 2, extra - extra // 2)) if extra else x
+
+
+@contextmanager
+def frozen_bn_stats(module: nn.Module | None):
+    """Restore BatchNorm running statistics on exit: recomputation must not count a batch twice."""
+    bns = [m for m in module.modules() if isinstance(m, _BatchNorm) and m.training
+           and m.track_running_stats] if module is not None else []
+    saved = [[t.clone() for t in (m.running_mean, m.running_var, m.num_batches_tracked)] for m in bns]
+    try:
+        yield
+    finally:
+        for m, (mean, var, n) in zip(bns, saved):
+            m.running_mean.copy_(mean), m.running_var.copy_(var), m.num_batches_tracked.copy_(n)

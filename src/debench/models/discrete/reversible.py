@@ -11,24 +11,10 @@ gradients (one extra forward per block instead of two).
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import torch
 import torch.nn as nn
-from torch.nn.modules.batchnorm import _BatchNorm
 
-
-@contextmanager
-def frozen_bn_stats(module: nn.Module | None):
-    """Restore BatchNorm running statistics on exit: recomputation must not count a batch twice."""
-    bns = [m for m in module.modules() if isinstance(m, _BatchNorm) and m.training
-           and m.track_running_stats] if module is not None else []
-    saved = [[t.clone() for t in (m.running_mean, m.running_var, m.num_batches_tracked)] for m in bns]
-    try:
-        yield
-    finally:
-        for m, (mean, var, n) in zip(bns, saved):
-            m.running_mean.copy_(mean), m.running_var.copy_(var), m.num_batches_tracked.copy_(n)
+from debench.models.discrete.layers import frozen_bn_stats
 
 
 class Shear(nn.Module):
@@ -77,8 +63,7 @@ class Shear(nn.Module):
         if self.phi is not None:
             rest = rest - self.c * self.phi(src)
         dst = rest / self.alpha if self.alpha != 1 else rest
-        a, b = (dst, src) if self.target == 0 else (src, dst)
-        return a, b
+        return (dst, src) if self.target == 0 else (src, dst)
 
     def reverse(self, a, b, ga, gb):
         """Inputs, input gradients and parameter gradients from outputs and output gradients."""
