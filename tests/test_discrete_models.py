@@ -97,3 +97,15 @@ def test_chang_counts(kind):
         layer = sum(9 * c * c + 2 * c for c in ((16, 32, 56) if kind == "hamiltonian" else (32, 64, 112)))
         expected = 27 * 32 + 64 + 2 * n * layer + 2 * 112 + 112 * 10 + 10
         assert count_parameters(create_model(f"{kind}{depth}")) == expected
+
+
+def test_reference_selectors_match_published_rows():
+    import csv
+    import pathlib
+
+    table = pathlib.Path(__file__).resolve().parents[1] / "config" / "reference" / "published_results.csv"
+    rows = list(csv.DictReader(table.open()))
+    selectors = [(n, s) for n in OWN for s in model_info(n).reference]
+    assert selectors
+    for name, sel in selectors:
+        assert any(all(r[k] == v for k, v in sel.items()) for r in rows), (name, sel)
