@@ -121,15 +121,15 @@ def main(argv: list[str] | None = None) -> int:
     r.set_defaults(func=cmd_report)
 
     a = p.parse_args(argv)
+    from debench.data.cache import DatasetError
+    from debench.errors import ConfigError
+    from debench.registry import UnknownModelError
+
     try:
         return a.func(a)
-    except (ValueError, KeyError, FileNotFoundError, RuntimeError) as exc:
-        from debench.data.cache import DatasetError
-
-        if isinstance(exc, (DatasetError, ValueError, KeyError, FileNotFoundError)) or "runtime." in str(exc):
-            print(f"debench {a.cmd}: error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
-            return 2
-        raise
+    except (ConfigError, DatasetError, UnknownModelError) as exc:
+        print(f"debench {a.cmd}: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

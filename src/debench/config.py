@@ -11,12 +11,9 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
+from debench.errors import ConfigError
 from debench.registry import import_plugins, list_models, model_info
 from debench.train.protocol import Protocol
-
-
-class ConfigError(ValueError):
-    """An invalid configuration; the message names the key (and file line where known)."""
 
 
 def resolve_models(patterns: list[str], where: str) -> list[str]:

@@ -17,3 +17,7 @@ class SolverFailed(RunFailed):
     """An ODE/SDE solver passed its step cap (or could not meet its tolerance)."""
 
     status = "solver_failed"
+
+
+class ConfigError(ValueError):
+    """An invalid configuration or protocol; the message names the key (and line where known)."""

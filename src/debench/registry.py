@@ -54,6 +54,13 @@ class ModelInfo:
 _REGISTRY: dict[str, ModelInfo] = {}
 
 
+class UnknownModelError(KeyError):
+    """A model name that is not registered; the message lists the closest names."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 def register_model(
     name: str,
     *,
@@ -139,7 +146,7 @@ def model_info(name: str) -> ModelInfo:
     except KeyError:
         close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else f"; see `debench models`"
-        raise KeyError(f"unknown model {name!r}{hint}") from None
+        raise UnknownModelError(f"unknown model {name!r}{hint}") from None
 
 
 def create_model(name: str, **kwargs: Any) -> nn.Module:

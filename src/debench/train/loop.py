@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from debench.data import DeviceData, load_cached
-from debench.errors import Diverged, RunFailed
+from debench.errors import ConfigError, Diverged, RunFailed
 from debench.registry import create_model, import_plugins, model_info
 from debench.track import provenance
 from debench.track.atomic import atomic_write_json, atomic_write_text
@@ -76,7 +76,7 @@ def _factory_kwargs(name: str, meta: dict[str, Any], model_args: dict[str, Any])
     kwargs = {k: v for k, v in offered.items() if takes_any or k in sig.parameters}
     unknown = [k for k in model_args if not takes_any and k not in sig.parameters]
     if unknown:
-        raise ValueError(f"model_args for {name!r}: unknown argument(s) {unknown}; "
+        raise ConfigError(f"model_args for {name!r}: unknown argument(s) {unknown}; "
                          f"{name} accepts {sorted(sig.parameters)}")
     return {**kwargs, **model_args}
 
@@ -151,7 +151,7 @@ def train(spec: dict[str, Any]) -> dict[str, Any]:
             loss = F.cross_entropy(out.float(), y, label_smoothing=protocol.label_smoothing)
             correct = (out.argmax(1) == y).sum()
         else:
-            loss, correct = model.training_loss(x, y), torch.zeros((), device=device)
+            loss, correct = model.training_loss(x, y), torch.zeros((), device=device, dtype=torch.long)
         if reg_hook is not None:
             loss = loss + reg_hook()
         return loss, correct
@@ -276,6 +276,7 @@ def train(spec: dict[str, Any]) -> dict[str, Any]:
                 record.update(extra(data.to_model_input(data.x_test), data.y_test, protocol.eval_batch_size))
         writer = getattr(model, "write_artifacts", None)
         if writer is not None:
+            (run_dir / "artifacts").mkdir(parents=True, exist_ok=True)
             record["artifacts"] = [str(Path(p).relative_to(run_dir)) for p in writer(run_dir / "artifacts")]
     atomic_write_json(metrics_path, record)
     tracker.finish({k: v for k, v in record.items() if k in _FINAL_KEYS}, [metrics_path, epochs.path], status)

@@ -11,6 +11,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from debench.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class Protocol:
@@ -42,7 +44,7 @@ class Protocol:
         """Build and check a protocol.
 
         Raises:
-            ValueError: naming ``where.key`` for an unknown key, a wrong type or a bad range.
+            ConfigError: naming ``where.key`` for an unknown key, a wrong type or a bad range.
         """
         fields = {f.name: f for f in dataclasses.fields(cls)}
         for key, value in values.items():
@@ -51,15 +53,15 @@ class Protocol:
 
                 close = difflib.get_close_matches(key, fields, n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise ValueError(f"{where}.{key}: unknown protocol key{hint}")
+                raise ConfigError(f"{where}.{key}: unknown protocol key{hint}")
             _check_type(f"{where}.{key}", value, fields[key].type)
         proto = cls(**values)
         proto.validate(where)
         return proto
 
     def validate(self, where: str = "protocol") -> None:
-        def bad(key: str, msg: str) -> ValueError:
-            return ValueError(f"{where}.{key}: {msg}")
+        def bad(key: str, msg: str) -> ConfigError:
+            return ConfigError(f"{where}.{key}: {msg}")
 
         if (self.epochs is None) == (self.iterations is None):
             raise bad("epochs", "set exactly one of 'epochs' and 'iterations'")
@@ -102,12 +104,12 @@ def _check_type(key: str, value: Any, annotation: str) -> None:
         raise ValueError(f"{key}: must not be null")
     if ann.startswith("list"):
         if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-            raise ValueError(f"{key}: expected a list of integers, got {value!r}")
+            raise ConfigError(f"{key}: expected a list of integers, got {value!r}")
         return
     base = ann.split("|")[0].strip()
     ok = _TYPES[base]
     if isinstance(value, bool) and base != "bool" or not isinstance(value, ok):
-        raise ValueError(f"{key}: expected {base}, got {type(value).__name__} {value!r}")
+        raise ConfigError(f"{key}: expected {base}, got {type(value).__name__} {value!r}")
 
 
 def lr_at(p: Protocol, step: int, steps_per_epoch: int, total_steps: int) -> float:
