@@ -7,7 +7,7 @@
 set -uo pipefail
 out=${1:-${OUT:-/tmp/debench-gpu-check}}
 mkdir -p "$out"
-export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1
+export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 py=${PYTHON:-python3}
 start=$(date +%s)
 left() { echo $(( 470 - ($(date +%s) - start) )); }
