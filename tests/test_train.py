@@ -37,11 +37,16 @@ def test_metrics_schema_and_epoch_log(tmp_path, synthetic_cache):
     assert rec["test_accuracy"] > 20  # synthetic data: well above the 10% of chance after 16 steps
 
 
-def test_resume_after_interruption_gives_identical_metrics(tmp_path, synthetic_cache):
-    full = train(make_spec(tmp_path / "a", synthetic_cache, protocol={"epochs": 3}))
-    spec = make_spec(tmp_path / "b", synthetic_cache, protocol={"epochs": 3})
-    # An interrupted run: stop after epoch 2 by running the first two epochs' worth ...
-    first = make_spec(tmp_path / "b", synthetic_cache, protocol={"epochs": 3})
+@pytest.mark.parametrize("model,extra", [
+    ("resnet20", {}),
+    ("stochastic_depth_resnet20", {}),   # Python's RNG drives the dropped blocks
+    ("resnet20", {"ema": 0.9}),          # the weight average is checkpointed too
+])
+def test_resume_after_interruption_gives_identical_metrics(tmp_path, synthetic_cache, model, extra):
+    proto = {"epochs": 3, **extra}
+    full = train(make_spec(tmp_path / "a", synthetic_cache, model=model, protocol=proto))
+    spec = make_spec(tmp_path / "b", synthetic_cache, model=model, protocol=proto)
+    first = make_spec(tmp_path / "b", synthetic_cache, model=model, protocol=proto)
     import debench.train.loop as loop
 
     calls = {"n": 0}

@@ -134,11 +134,19 @@ def train(spec: dict[str, Any]) -> dict[str, Any]:
 
     # ---- model and optimizer ---------------------------------------------------------------
     torch.manual_seed(spec["seed"])
+    import random
+
+    random.seed(spec["seed"])
     model = create_model(spec["model"], **_factory_kwargs(spec["model"], meta, spec.get("model_args", {})))
     memory_format = torch.channels_last if runtime["channels_last"] and meta.get("kind") == "image" else torch.contiguous_format
     model = model.to(device, memory_format=memory_format)
     params = count_parameters(model)
     optimizer = _optimizer(model, protocol, device)
+    ema = None
+    if protocol.ema:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(protocol.ema), use_buffers=True)
     step_fn = torch.compile(model) if runtime["compile"] else model
     autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if runtime["amp"] == "bf16" \
         else contextlib.nullcontext
@@ -174,6 +182,8 @@ def train(spec: dict[str, Any]) -> dict[str, Any]:
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
         ckpt.set_rng_state(state["rng"])
         start_epoch, step, best = state["epoch"], state["step"], state["best"]
         epochs = EpochLog(run_dir / "epochs.csv", state["rows"])
@@ -210,6 +220,8 @@ def train(spec: dict[str, Any]) -> dict[str, Any]:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), protocol.grad_clip)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
+                if ema is not None:
+                    ema.update_parameters(model)
                 loss_sum += loss.detach().float() * len(y)
                 correct_sum += correct
                 seen += len(y)
@@ -229,7 +241,8 @@ def train(spec: dict[str, Any]) -> dict[str, Any]:
             row.update({k: v / max(stats.get("_n", 1), 1) for k, v in stats.items() if k != "_n"})
             last = epoch + 1 == n_epochs
             if last or (epoch + 1) % protocol.eval_every == 0:
-                row.update(_evaluate(model, data, protocol, classify, autocast, stats_hook))
+                row.update(_evaluate(ema.module if ema is not None else model, data, protocol, classify,
+                                     autocast, stats_hook))
                 if data.y_val is not None and classify and row["val_accuracy"] > best["val"]:
                     best = {"val": row["val_accuracy"], "epoch": epoch + 1}
             epochs.append(row)
@@ -239,6 +252,7 @@ def train(spec: dict[str, Any]) -> dict[str, Any]:
                 ckpt.save_checkpoint(workdir, epoch + 1, {
                     "config_hash": chash, "epoch": epoch + 1, "step": step, "best": best,
                     "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "ema": ema.state_dict() if ema is not None else None,
                     "rng": ckpt.rng_state(), "rows": epochs.rows, "mlflow_run_id": tracker.run_id,
                 })
     except RunFailed as exc:
@@ -269,6 +283,7 @@ def train(spec: dict[str, Any]) -> dict[str, Any]:
     record.update({"nfe_forward": None, "nfe_backward": None})  # null unless a solver counted
     record.update(_summarize(epochs.rows, best, protocol, classify, status))
     if status == "ok":
+        model = ema.module if ema is not None else model
         extra = getattr(model, "extra_eval_metrics", None)
         if classify and extra is not None:
             model.eval()

@@ -24,7 +24,7 @@ class Protocol:
     batch_size: int = 128               # images per optimizer step
     epochs: int | None = None           # budget in passes over the train split ...
     iterations: int | None = None       # ... or in optimizer steps (exactly one must be set)
-    schedule: str = "step"              # step | cosine | constant
+    schedule: str = "step"              # step | cosine | constant | exponential (gamma per step)
     milestones: list[int] = field(default_factory=list)  # lr *= gamma at these (budget's unit)
     gamma: float = 0.1
     warmup_iterations: int = 0          # steps at warmup_lr before the schedule starts
@@ -34,6 +34,8 @@ class Protocol:
     val_fraction: float = 0.0           # share of the train split held out for validation
     select_by: str = "last"             # last | best_val: which epoch's test error is reported
     grad_clip: float | None = None      # max global grad norm
+    ema: float | None = None            # decay of an exponential moving average of the weights,
+                                        # which is then what is evaluated (score SDEs: 0.9999)
     label_smoothing: float = 0.0
     eval_batch_size: int = 1024
     eval_every: int = 1                 # evaluate the test split every N epochs (and the last)
@@ -71,8 +73,10 @@ class Protocol:
                 raise bad(key, f"must be > 0, got {v}")
         if self.optimizer not in ("sgd", "adam", "adamw"):
             raise bad("optimizer", f"must be sgd, adam or adamw, got {self.optimizer!r}")
-        if self.schedule not in ("step", "cosine", "constant"):
-            raise bad("schedule", f"must be step, cosine or constant, got {self.schedule!r}")
+        if self.schedule not in ("step", "cosine", "constant", "exponential"):
+            raise bad("schedule", f"must be step, cosine, constant or exponential, got {self.schedule!r}")
+        if self.ema is not None and not 0.0 < self.ema < 1.0:
+            raise bad("ema", f"must be in (0, 1), got {self.ema}")
         if self.select_by not in ("last", "best_val"):
             raise bad("select_by", f"must be last or best_val, got {self.select_by!r}")
         if self.select_by == "best_val" and not self.val_fraction:
@@ -120,6 +124,8 @@ def lr_at(p: Protocol, step: int, steps_per_epoch: int, total_steps: int) -> flo
         return p.lr * (step + 1) / p.warmup_iterations
     if p.schedule == "constant":
         return p.lr
+    if p.schedule == "exponential":
+        return p.lr * p.gamma ** (step - p.warmup_iterations)
     if p.schedule == "cosine":
         span = max(total_steps - p.warmup_iterations, 1)
         return 0.5 * p.lr * (1 + math.cos(math.pi * (step - p.warmup_iterations) / span))

@@ -26,7 +26,6 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import torchsde
 
 from debench.registry import register_model
 
@@ -140,10 +139,12 @@ class LatentSDE(nn.Module):
         kwargs = dict(dt=self.dt, logqp=True, bm=bm)
         if use_adjoint:
             params = (ctx,) + tuple(self.sde.parameters())
+            import torchsde  # imported where used: training runs where torchsde is absent
             zs, log_ratio = torchsde.sdeint_adjoint(self.sde, z0, self.sde.ts, adjoint_params=params,
                                                    method=self.method, adjoint_method=self.adjoint_method,
                                                    **kwargs)
         else:
+            import torchsde  # imported where used: training runs where torchsde is absent
             zs, log_ratio = torchsde.sdeint(self.sde, z0, self.sde.ts, method=self.method, **kwargs)
         self._nfe_forward += self.sde.nfe - before
         log_lik = self._log_lik(xs, self.project(zs))
@@ -211,6 +212,7 @@ class LatentSDE(nn.Module):
 
         p = self.pz0_mean.expand(n, -1)
         z0 = p + self.pz0_logstd.exp() * torch.randn_like(p)
+        import torchsde  # imported where used: training runs where torchsde is absent
         zs = torchsde.sdeint(Prior(self.sde), z0, self.ts, method="midpoint", dt=self.dt)
         return self.project(zs).transpose(0, 1)
 
@@ -224,6 +226,7 @@ class LatentSDE(nn.Module):
             self.sde.ts, self.sde.ctx = self.ts.to(x.dtype), ctx
             mean, logstd = self.qz0(ctx[0]).chunk(2, dim=1)
             z0 = mean + logstd.exp() * torch.randn_like(mean)
+            import torchsde  # imported where used: training runs where torchsde is absent
             zs = torchsde.sdeint(self.sde, z0, self.sde.ts, method="midpoint", dt=self.dt)
             out.append(self.project(zs).transpose(0, 1))
         return torch.stack(out)

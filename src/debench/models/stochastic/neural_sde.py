@@ -23,7 +23,6 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import torchsde
 
 from debench.registry import register_model
 
@@ -150,6 +149,7 @@ class NeuralSDEClassifier(nn.Module):
             for i in range(n):
                 y = y + (1.0 / n) * self.sde.f(self.ts[:1] * 0 + i / n, y)
             return y.view_as(h0)
+        import torchsde  # imported where used: training runs where torchsde is absent
         ys = torchsde.sdeint(self.sde, y0, self.ts.to(y0.dtype), method=self.method, dt=self.dt,
                              options={"grad_free": True} if self.method == "milstein" else None)
         return ys[-1].view_as(h0)
