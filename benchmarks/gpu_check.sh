@@ -10,10 +10,15 @@ mkdir -p "$out"
 export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 py=${PYTHON:-python3}
 start=$(date +%s)
-left() { echo $(( 470 - ($(date +%s) - start) )); }
+left() { echo $(( ${BUDGET_S:-470} - ($(date +%s) - start) )); }
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
 $py -c "import torch, torchvision, torchdiffeq; print('torch', torch.__version__, 'torchvision', torchvision.__version__, 'torchdiffeq', torchdiffeq.__version__, 'cuda', torch.version.cuda, 'cudnn', torch.backends.cudnn.version())" | tee -a "$out/gpu.txt"
+
+echo "== 0. the issue's reference: conventional loop with DataLoader defaults (0 workers) vs debench fp32 and bf16 + CUDA graphs"
+timeout $(left) $py benchmarks/throughput.py --device cuda --models resnet20 resnet56 --variants fp32 bf16+cudagraphs \
+  --repeats 1 --epochs 3 --train-size 20000 --workers 0 --out "$out/default_loader.json" 2>&1 \
+  | grep -v '^\[' | tee "$out/default_loader.txt"
 
 echo "== 1. throughput: conventional loop vs debench (fp32, bf16), synthetic 20k images"
 timeout $(left) $py benchmarks/throughput.py --device cuda --models resnet20 resnet56 --variants fp32 bf16 \

@@ -36,6 +36,8 @@ VARIANTS = {  # debench runtime settings per variant name
     "fp32": {"amp": "off", "compile": False},
     "bf16": {"amp": "bf16", "compile": False},
     "bf16+compile": {"amp": "bf16", "compile": True},
+    "bf16+cudagraphs": {"amp": "bf16", "compile": "reduce-overhead"},
+    "fp32+cudagraphs": {"amp": "off", "compile": "reduce-overhead"},
     "default": {"amp": "auto", "compile": False},
 }
 

@@ -59,7 +59,8 @@ def resolve_runtime(r: dict[str, Any]) -> dict[str, Any]:
     amp = r.get("amp", "auto")
     amp = ("bf16" if device.type == "cuda" else "off") if amp == "auto" else amp
     compile_ = r.get("compile", "auto")
-    compile_ = False if compile_ == "auto" else bool(compile_)
+    # False, or a torch.compile mode: True = "default"; "reduce-overhead" adds CUDA graphs.
+    compile_ = False if compile_ in ("auto", False, None) else ("default" if compile_ is True else str(compile_))
     return {"device": str(device), "device_type": device.type, "threads": int(threads),
             "channels_last": bool(r.get("channels_last", True)), "amp": amp, "compile": compile_}
 
@@ -147,7 +148,7 @@ def train(spec: dict[str, Any]) -> dict[str, Any]:
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
         ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(protocol.ema), use_buffers=True)
-    step_fn = torch.compile(model) if runtime["compile"] else model
+    step_fn = torch.compile(model, mode=runtime["compile"]) if runtime["compile"] else model
     autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if runtime["amp"] == "bf16" \
         else contextlib.nullcontext
     stats_hook = getattr(model, "debench_stats", None)
