@@ -9,6 +9,8 @@ signature, and dataset/model compatibility. Every message names the key.
 from __future__ import annotations
 
 import difflib
+import math
+import re
 from typing import Any
 
 from debench.errors import ConfigError
@@ -49,6 +51,8 @@ def check_config(config: dict, locate=None) -> None:
 
     for name, exp in config["experiments"].items():
         base = ["experiments", name]
+        if not _NAME.match(str(name)):
+            fail(base, f"experiment name {name!r} must match {_NAME.pattern} (it becomes a folder name)")
         try:
             models = resolve_models(exp["models"], ".".join(base + ["models"]))
         except ConfigError as exc:
@@ -75,9 +79,30 @@ def check_config(config: dict, locate=None) -> None:
                     fail(base + ["datasets"], f"{m} classifies images but {ds} is not an image dataset")
 
 
+_NAME = re.compile(r"^[A-Za-z0-9_]+$")
+# Model arguments the trainer derives from the dataset; setting them would mismatch the data
+# (a 10-way head on CIFAR-100).
+_FROM_DATASET = ("num_classes", "in_channels", "image_size", "data_shape")
+# Ranges of model arguments shared by several families: (low, high, low inclusive, text).
+_RANGES = {
+    "p_last": (0.0, 1.0, False, "a survival probability in (0, 1]"),
+    "rtol": (0.0, math.inf, False, "> 0"), "atol": (0.0, math.inf, False, "> 0"),
+    "step_size": (0.0, math.inf, False, "> 0"), "max_num_steps": (1, math.inf, True, ">= 1"),
+}
+
+
 def _check_model_args(model: str, args: dict, path: list, fail) -> None:
     import inspect
 
+    for key, value in args.items():
+        if key in _FROM_DATASET:
+            fail(path + [key], f"{key} is set from the dataset (e.g. cifar100 has 100 classes); remove it")
+        if key in _RANGES and value is not None:
+            lo, hi, inclusive, text = _RANGES[key]
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and \
+                (value >= lo if inclusive else value > lo) and value <= hi
+            if not ok:
+                fail(path + [key], f"must be {text}, got {value!r}")
     sig = inspect.signature(model_info(model).factory)
     if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
         return
@@ -86,8 +111,9 @@ def _check_model_args(model: str, args: dict, path: list, fail) -> None:
             fam = model_info(model).family
             extra = " (solver options apply to continuous models only)" if key in (
                 "adjoint", "method", "rtol", "atol", "seminorm") and fam == "discrete" else ""
+            accepted = sorted(set(sig.parameters) - set(_FROM_DATASET))
             fail(path + [key], f"{model} has no argument {key!r}{extra}; it accepts "
-                 f"{', '.join(sorted(set(sig.parameters) - {'num_classes', 'in_channels', 'image_size', 'data_shape'}))}")
+                 f"{', '.join(accepted) if accepted else 'no model arguments'}")
 
 
 def expand_runs(config: dict) -> list[dict[str, Any]]:
