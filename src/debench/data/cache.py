@@ -151,7 +151,8 @@ def _check_arrays(name: str, arrays: dict[str, np.ndarray], spec: DatasetSpec, s
         if len(x) != len(y):
             raise DatasetError(f"{name} ({source}) {split}: {len(x)} examples but {len(y)} labels")
         if spec.num_classes and len(y) and (y.min() < 0 or y.max() >= spec.num_classes):
-            raise DatasetError(f"{name} ({source}) {split}: labels outside 0..{spec.num_classes - 1}")
+            raise DatasetError(f"{name} ({source}) {split}: labels expected in 0..{spec.num_classes - 1}, "
+                               f"found {y.min()}..{y.max()}")
 
 
 def load_cached(path: str | Path, verify: bool = True) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -167,7 +168,9 @@ def load_cached(path: str | Path, verify: bool = True) -> tuple[dict[str, np.nda
     side = path.with_suffix(".json")
     for p in (path, side):
         if not p.exists():
-            raise DatasetError(f"dataset cache {p} is missing; run the prepare_data rule (or `debench prepare-data`)")
+            raise DatasetError(f"dataset cache {p} is missing: expected {path.name} and its sidecar {side.name} "
+                               f"in {path.parent}, found {sorted(q.name for q in path.parent.glob(path.stem + '.*'))}; "
+                               "run the prepare_data rule (or `debench prepare-data`)")
     meta = json.loads(side.read_text())
     if verify:
         found = sha256_file(path)
@@ -180,5 +183,12 @@ def load_cached(path: str | Path, verify: bool = True) -> tuple[dict[str, np.nda
         with np.load(path) as z:
             arrays = {k: z[k] for k in ("x_train", "y_train", "x_test", "y_test")}
     except Exception as exc:  # zipfile/KeyError/ValueError for a damaged archive
-        raise DatasetError(f"dataset cache {path} cannot be read: {exc}") from exc
+        raise DatasetError(f"dataset cache {path} cannot be read: expected an npz archive with x_train, "
+                           f"y_train, x_test, y_test, found {type(exc).__name__}: {exc}") from exc
+    spec = DATASETS.get(meta.get("dataset", ""))
+    if spec is not None:
+        try:
+            _check_arrays(spec.name, arrays, spec, "cache")
+        except DatasetError as exc:
+            raise DatasetError(f"dataset cache {path}: {exc}; delete it and run prepare_data again") from exc
     return arrays, meta

@@ -49,14 +49,32 @@ def from_npz_shards(name: str, root: Path) -> dict[str, np.ndarray]:
         for f in files:
             try:
                 with np.load(f) as z:
-                    xs.append(z["images"])
-                    ys.append(z["labels"])
+                    x, y = z["images"], z["labels"]
             except Exception as exc:
-                raise DatasetError(f"npz shard {f} cannot be read (truncated or not an npz): {exc}") from exc
+                raise DatasetError(f"npz shard {f} cannot be read: expected an npz archive with keys 'images' "
+                                   f"and 'labels', found {type(exc).__name__}: {exc} (truncated?)") from exc
+            _check_shard(f, x, y, name)
+            xs.append(x)
+            ys.append(y)
         x = np.concatenate(xs)
         out[f"x_{split}"] = x[..., None] if x.ndim == 3 else x
         out[f"y_{split}"] = np.concatenate(ys).astype(np.int64)
     return out
+
+
+def _check_shard(path: Path, x: np.ndarray, y: np.ndarray, name: str) -> None:
+    from debench.data.cache import DATASETS, DatasetError
+
+    spec = DATASETS[name]
+    shape = tuple(x.shape[1:]) + ((1,) if x.ndim == 3 else ())
+    if x.dtype != np.uint8 or shape != tuple(spec.shape):
+        raise DatasetError(f"npz shard {path}: 'images' expected uint8 N x {' x '.join(map(str, spec.shape))}, "
+                           f"found {x.dtype} {' x '.join(map(str, x.shape))}")
+    if len(y) != len(x):
+        raise DatasetError(f"npz shard {path}: expected one label per image ({len(x)}), found {len(y)} labels")
+    if len(y) and (y.min() < 0 or y.max() >= spec.num_classes):
+        raise DatasetError(f"npz shard {path}: labels expected in 0..{spec.num_classes - 1}, "
+                           f"found {y.min()}..{y.max()}")
 
 
 def synthetic(shape: tuple[int, int, int], num_classes: int, train_size: int, test_size: int,
