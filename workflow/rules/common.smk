@@ -6,6 +6,7 @@ from snakemake.utils import validate
 
 from debench.config import check_config, expand_runs, run_spec, yaml_locator
 from debench.report.plots import PLOTS
+from debench.report.tables import TABLE_NAMES, TABLE_SPECS
 from debench.track.tracker import default_tracking_uri
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -18,7 +19,8 @@ PRESET = config["preset"]
 RESULTS = f"results/{PRESET}"
 DATA_DIR = f"{config['data']['cache_dir']}/{config['data']['source']}"
 RUNS = expand_runs(config)
-TABLES = sorted({exp["table"] for exp in config["experiments"].values()})
+# every survey table; one without runs in the preset is written as "not yet run"
+TABLES = list(TABLE_NAMES)
 EXPERIMENTS = sorted(config["experiments"])
 
 
@@ -76,6 +78,11 @@ def train_spec(wildcards, input, output):
 def results_dir(runs_csv):
     """results/<preset>/ from the path of its runs.csv."""
     return Path(runs_csv).parent
+
+
+def report_category(section):
+    """The Snakemake report category of a survey section (a table name, or "overview")."""
+    return TABLE_SPECS[section].title if section in TABLE_SPECS else "Across the survey"
 
 
 def get_final_output():

@@ -9,8 +9,12 @@ rule aggregate:
             report(
                 f"{RESULTS}/tables/{table}.csv",
                 caption="../report/table.rst",
-                category="Tables",
-                labels={"table": table},
+                category=report_category(table),
+                subcategory="Table",
+                labels={
+                    "model": TABLE_SPECS[table].models,
+                    "metric": TABLE_SPECS[table].metric,
+                },
             )
             for table in TABLES
         ],
@@ -45,8 +49,9 @@ rule report:
             report(
                 f"{RESULTS}/report/plots/{name}.png",
                 caption=f"../report/{name}.rst",
-                category="Plots",
-                labels={"plot": name},
+                category=report_category(PLOTS[name].section),
+                subcategory="Plots",
+                labels={"model": PLOTS[name].models, "metric": PLOTS[name].metric},
             )
             for name in PLOTS
         ],

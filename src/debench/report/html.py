@@ -1,4 +1,8 @@
-"""One self-contained HTML report: summary, provenance, tables by survey section, plots."""
+"""One self-contained HTML report: summary, provenance, then each survey section's table and plots.
+
+Images are embedded as data URIs, so the file opens offline; a small inline script marks an
+image that failed to decode with ``data-broken`` (the headless-browser test reads it).
+"""
 
 from __future__ import annotations
 
@@ -9,16 +13,27 @@ from pathlib import Path
 
 import pandas as pd
 
-from debench.report.aggregate import TABLE_TITLES, VERDICTS
+from debench.report.aggregate import VERDICTS
 from debench.report.plots import PLOTS, draw_all
-from debench.report.render import display_frame
+from debench.report.render import NOT_COMPARABLE, display_frame, spec
+from debench.report.runs import read_runs_csv
+from debench.report.tables import NOT_RUN, TABLE_NAMES
 from debench.track.atomic import atomic_write_text
 
-CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}
+CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1280px;color:#222}
 table{border-collapse:collapse;font-size:12px;margin:1em 0}th,td{border:1px solid #ccc;padding:3px 6px}
 th{background:#f3f3f3}td.reproduced{background:#dfd}td.not-reproduced{background:#fdd}
-td.not-comparable{color:#777}figure{display:inline-block;margin:8px;max-width:560px}
-img{max-width:100%}figcaption{font-size:12px;color:#555}.note{color:#666;font-size:13px}"""
+td.not-comparable{color:#777}figure{display:inline-block;margin:8px;max-width:600px;vertical-align:top}
+img{max-width:100%}figcaption{font-size:12px;color:#555}.note{color:#666;font-size:13px}
+.banner{background:#fff4d6;border:1px solid #e0b84c;padding:8px 12px}section{margin-top:2em}"""
+CHECK_IMAGES = """<script>
+function debenchCheckImages(){var imgs=document.images,bad=0;for(var i=0;i<imgs.length;i++){
+var ok=imgs[i].complete&&imgs[i].naturalWidth>0;if(!ok){imgs[i].setAttribute('data-broken','1');bad++;}}
+document.body.setAttribute('data-images-checked',String(imgs.length));
+document.body.setAttribute('data-images-broken',String(bad));}
+window.addEventListener('load',debenchCheckImages);
+</script>"""
+ARTIFACT_PLOTS = {"flow_samples", "latent_sde_paths", "generative_samples"}
 
 
 def _img(path: Path) -> str:
@@ -26,24 +41,50 @@ def _img(path: Path) -> str:
     return f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">'
 
 
+def _figure(path: Path, caption: str) -> str:
+    return f"<figure>{_img(path)}<figcaption>{html.escape(caption)}</figcaption></figure>"
+
+
 def _table_html(summary: pd.DataFrame, name: str) -> str:
-    shown = display_frame(summary)
-    if shown.empty:
-        return f'<p class="note" data-table="{name}">No runs of this comparison yet (family not run in this preset).</p>'
+    shown = display_frame(summary, name)
     head = "".join(f"<th>{html.escape(c)}</th>" for c in shown.columns)
+    if shown.empty:
+        body = f'<tr><td class="not-run" colspan="{len(shown.columns)}">{html.escape(NOT_RUN)}</td></tr>'
+        return f'<table data-table="{name}" data-rows="0"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
     rows = []
     for i, row in enumerate(shown.itertuples(index=False)):
         cells = []
         for col, v in zip(shown.columns, row):
-            cls = f' class="{v.replace(" ", "-")}"' if col == "verdict" else ""
             if col == "published" and v:
-                src = summary.iloc[i]["published_source"]
-                v = f'<a href="{html.escape(src)}">{html.escape(v)}</a>' if src else html.escape(v)
-                cells.append(f"<td>{v}</td>")
+                src = str(summary.iloc[i].get("published_source") or "")
+                cells.append(f'<td><a href="{html.escape(src)}">{html.escape(v)}</a></td>' if src
+                             else f"<td>{html.escape(v)}</td>")
+            elif col == "verdict":
+                cells.append(f'<td class="{html.escape(v.replace(" ", "-"))}">{html.escape(v)}</td>')
             else:
-                cells.append(f"<td{cls}>{html.escape(str(v))}</td>")
+                cells.append(f"<td>{html.escape(str(v))}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
-    return f'<table data-table="{name}"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+    return (f'<table data-table="{name}" data-rows="{len(rows)}"><thead><tr>{head}</tr></thead>'
+            f'<tbody>{"".join(rows)}</tbody></table>')
+
+
+def _read_table(csv: Path) -> pd.DataFrame:
+    if not csv.exists():
+        return pd.DataFrame()
+    text = ("model", "dataset", "published_tag", "published_source", "adjoint", "constant_depth_model",
+            "fid_not_computed")
+    summary = pd.read_csv(csv, dtype={c: str for c in text})
+    for col in text[2:]:
+        if col in summary:
+            summary[col] = summary[col].fillna("")
+    return summary
+
+
+def _artifacts(runs: pd.DataFrame, runs_dir: Path | None, table: str) -> list[str]:
+    from debench.report.figures import artifact_images
+
+    ok = runs[runs["status"] == "ok"] if not runs.empty else runs
+    return [_figure(p, title) for title, p in artifact_images(ok, runs_dir, table)]
 
 
 def build_report(tables_dir: Path, out: Path, runs_dir: Path | None = None) -> Path:
@@ -52,60 +93,79 @@ def build_report(tables_dir: Path, out: Path, runs_dir: Path | None = None) -> P
     Args:
         tables_dir: the aggregate output folder holding ``runs.csv`` and ``tables/``.
         out: report folder.
-        runs_dir: run folders (for epoch curves and model artifacts); optional.
+        runs_dir: run folders (model artifacts, epoch logs of old rows); ``None`` rebuilds from
+            ``runs.csv`` alone.
+
+    Returns:
+        The path of ``report.html``.
     """
-    summary_info = json.loads((tables_dir / "tables" / "summary.json").read_text())
-    runs_csv = tables_dir / "runs.csv"
-    runs = pd.read_csv(runs_csv) if runs_csv.stat().st_size > 1 else pd.DataFrame()
+    info = json.loads((tables_dir / "tables" / "summary.json").read_text())
+    runs = read_runs_csv(tables_dir / "runs.csv")
+    runs_dir = runs_dir if runs_dir is not None and Path(runs_dir).is_dir() else None
     plots = draw_all(runs, runs_dir, out / "plots")
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>debench report</title><style>{CSS}</style></head><body>",
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>debench report</title><style>{CSS}</style>"
+             f"{CHECK_IMAGES}</head><body>",
              "<h1>debench: DE-inspired networks, regenerated</h1>",
              '<p class="note">Liu et al., <i>Deep Neural Networks Inspired by Differential Equations</i> '
              "(arXiv 2510.09685): each comparison rebuilt from runs, beside the published numbers.</p>"]
-    counts = summary_info["verdicts"]
+    if info.get("comparable") is False:
+        parts.append(f'<p class="banner" id="not-comparable"><b>Not comparable.</b> These results come from the '
+                     f'reduced preset(s) {html.escape(", ".join(info.get("presets", [])))} (comparable: false): '
+                     "every row is marked not comparable and no number here may be read against a paper.</p>")
+    counts = info["verdicts"]
+    run_tables = set(info.get("tables_run", []))
     parts.append('<h2>Summary</h2><ul id="summary">' + "".join(
-        f"<li>{html.escape(v)}: <b>{counts.get(v, 0)}</b></li>" for v in VERDICTS) +
-        f"<li>runs: {summary_info['runs']} ({summary_info['runs_ok']} ok, {summary_info['runs_failed']} failed: "
-        "diverged or solver failed, counted and never averaged in)</li>"
-        f"<li>expected runs without results yet: {len(summary_info['incomplete'])}</li></ul>")
+        f'<li data-verdict="{html.escape(v)}">{html.escape(v)}: <b>{counts.get(v, 0)}</b></li>' for v in VERDICTS) +
+        f"<li>runs: {info['runs']} ({info['runs_ok']} ok, {info['runs_failed']} failed: diverged or solver "
+        "failed, counted and never averaged in)</li>"
+        f"<li>expected runs without results yet: {len(info['incomplete'])}</li>"
+        f"<li>tables not yet run: {html.escape(', '.join(t for t in info['tables'] if t not in run_tables) or 'none')}</li>"
+        "</ul>")
     parts.append(_provenance(runs))
-    for name in summary_info["tables"]:
-        csv = tables_dir / "tables" / f"{name}.csv"
-        summary = pd.read_csv(csv, keep_default_na=True) if csv.stat().st_size > 1 else pd.DataFrame()
-        for col in ("published_tag", "published_source"):
-            if col in summary:
-                summary[col] = summary[col].fillna("")
-        parts.append(f"<h2>{html.escape(TABLE_TITLES.get(name, name))}</h2>" + _table_html(summary, name))
-    parts.append("<h2>Plots</h2>")
-    for name, path in plots.items():
-        parts.append(f"<figure>{_img(path)}<figcaption>{html.escape(PLOTS[name])}</figcaption></figure>")
-    if runs_dir is not None and not runs.empty and "artifacts" in runs:
-        parts.append("<h2>Model artifacts</h2>")
-        for _, r in runs.dropna(subset=["artifacts"]).iterrows():
-            for rel in json.loads(r["artifacts"]) if str(r["artifacts"]).startswith("[") else []:
-                p = runs_dir / r["run_dir"] / rel
-                if p.suffix == ".png" and p.exists():
-                    parts.append(f"<figure>{_img(p)}<figcaption>{html.escape(r['model'])} on "
-                                 f"{html.escape(r['dataset'])}, seed {r['seed']}: {html.escape(p.stem)}</figcaption></figure>")
+    sections = list(info["tables"]) + [t for t in TABLE_NAMES if t not in info["tables"]]
+    for name in sections:
+        sp = spec(name)
+        summary = _read_table(tables_dir / "tables" / f"{name}.csv")
+        part = [f'<section id="sec-{name}"><h2>{html.escape(sp.title)}</h2>', f'<p class="note">{html.escape(sp.note)}</p>']
+        if not summary.empty and (summary["verdict"] == "not comparable").any():
+            part.append(f'<p class="note"><i>{html.escape(NOT_COMPARABLE)}</i></p>')
+        part.append(_table_html(summary, name))
+        artifacts = _artifacts(runs, runs_dir, name)
+        for plot, ps in PLOTS.items():
+            if ps.section == name and not (plot in ARTIFACT_PLOTS and artifacts):
+                part.append(_figure(plots[plot], ps.caption))
+        if artifacts:
+            part.append("<h3>Model artifacts</h3>" + "".join(artifacts))
+        parts.append("".join(part) + "</section>")
+    parts.append('<section id="sec-overview"><h2>Across the survey</h2>' + "".join(
+        _figure(plots[p], ps.caption) for p, ps in PLOTS.items() if ps.section == "overview") + "</section>")
     parts.append("</body></html>")
     path = out / "report.html"
     atomic_write_text(path, "\n".join(parts))
     return path
 
 
+PROVENANCE = {"preset": "presets", "comparable": "comparable", "provenance.git_commit": "git commits",
+              "provenance.torch_version": "torch", "provenance.torchdiffeq_version": "torchdiffeq",
+              "provenance.torchsde_version": "torchsde", "provenance.torchvision_version": "torchvision",
+              "provenance.numpy_version": "numpy", "provenance.python": "python", "provenance.cuda_version": "CUDA",
+              "provenance.device_name": "devices", "runtime.device_type": "device types",
+              "provenance.hostname": "hosts", "data.source": "data sources", "provenance.date_utc": "dates (UTC)"}
+
+
 def _provenance(runs: pd.DataFrame) -> str:
     if runs.empty:
-        return "<h2>Provenance</h2><p>No runs.</p>"
-    cols = {"preset": "presets", "provenance.git_commit": "git commits", "provenance.torch_version": "torch",
-            "provenance.device_name": "devices", "provenance.date_utc": "dates (UTC)"}
+        return '<h2>Provenance</h2><ul id="provenance"><li>No runs.</li></ul>'
     items = []
-    for col, label in cols.items():
-        if col in runs:
-            vals = sorted({str(v) for v in runs[col].dropna()})
-            if col == "provenance.date_utc" and vals:
-                vals = [f"{vals[0]} … {vals[-1]}"]
-            dirty = ""
-            if col == "provenance.git_commit" and "provenance.git_dirty" in runs and runs["provenance.git_dirty"].astype(str).eq("True").any():
-                dirty = " (some runs from a dirty tree)"
-            items.append(f"<li>{label}: {html.escape(', '.join(vals))}{dirty}</li>")
-    return "<h2>Provenance</h2><ul>" + "".join(items) + "</ul>"
+    for col, label in PROVENANCE.items():
+        if col not in runs:
+            continue
+        vals = sorted({str(v) for v in runs[col].dropna()})
+        if col == "provenance.date_utc" and vals:
+            vals = [f"{vals[0]} … {vals[-1]}"]
+        dirty = ""
+        if col == "provenance.git_commit" and "provenance.git_dirty" in runs and \
+                runs["provenance.git_dirty"].astype(str).eq("True").any():
+            dirty = " (some runs from a dirty tree)"
+        items.append(f"<li>{label}: {html.escape(', '.join(vals))}{dirty}</li>")
+    return '<h2>Provenance</h2><ul id="provenance">' + "".join(items) + "</ul>"

@@ -1,8 +1,16 @@
-"""Plots drawn from runs.csv and the per-run epoch CSVs (matplotlib, Agg, PNG)."""
+"""Plots drawn from run rows alone (matplotlib, Agg, PNG), each with a caption and a survey section.
+
+:data:`PLOTS` is the registry: name -> :class:`PlotSpec` (caption, survey section, models and
+metric shown). The Snakemake report rule, the HTML report and the caption files under
+``workflow/report/`` all follow it. Per-epoch curves come from the ``trajectory`` column of
+``runs.csv`` (or, for old rows, the run's ``epochs.csv``); model artifacts (density plots,
+sample grids) from the run folders when they are at hand, else the figure says they are not.
+"""
 
 from __future__ import annotations
 
-import json
+import io
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -11,135 +19,73 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from debench.report import figures  # noqa: E402
 from debench.track.atomic import atomic_write_bytes  # noqa: E402
 
+
+@dataclass(frozen=True)
+class PlotSpec:
+    caption: str
+    section: str  # a table name of debench.report.tables, or "overview"
+    models: str
+    metric: str
+
+
 PLOTS = {
-    "accuracy_vs_params": "Test accuracy against trainable parameters; one point per model and dataset "
-                          "(mean over seeds that finished).",
-    "accuracy_vs_evals": "Test accuracy against function evaluations per forward pass: depth x stages for "
-                         "discrete models, measured NFE for continuous ones.",
-    "accuracy_vs_epoch": "Test accuracy over training, mean over seeds, one line per model.",
-    "activation_memory": "Autograd's saved bytes for one training step at the experiment's batch size.",
-    "nfe_over_training": "Forward (solid) and backward (dashed) function evaluations per training step, "
-                         "mean per epoch.",
-    "time_per_epoch": "Training wall time per epoch (evaluation excluded), mean over seeds.",
+    "accuracy_vs_params": PlotSpec(
+        "Test accuracy against trainable parameters; one point per model and dataset (mean over seeds "
+        "that finished).", "overview", "all classifiers", "test accuracy, parameters"),
+    "accuracy_vs_evals": PlotSpec(
+        "Test accuracy against function evaluations per forward pass: depth x stages for discrete models, "
+        "measured NFE for continuous ones.", "overview", "all classifiers", "test accuracy, evaluations"),
+    "accuracy_vs_epoch": PlotSpec(
+        "Test accuracy over training, mean over seeds, one line per model (from the runs' stored "
+        "trajectories).", "overview", "all classifiers", "test accuracy per epoch"),
+    "time_per_epoch": PlotSpec(
+        "Training wall time per epoch (evaluation excluded), mean over seeds.", "overview", "all models",
+        "seconds per epoch"),
+    "activation_memory": PlotSpec(
+        "Autograd's saved bytes for one training step at the experiment's batch size.", "discrete",
+        "all classifiers", "activation memory"),
+    "memory_vs_depth": PlotSpec(
+        "Measured activation memory per training example against depth (parsed from the model name); the "
+        "survey expects linear growth for ResNet and flat lines for RevNet, invertible Momentum ResNets and "
+        "the ODE-Net with the adjoint (dashed; dotted: without).", "discrete",
+        "ResNet, RevNet, Momentum ResNet, ODE-Net", "activation memory per example"),
+    "nfe_over_training": PlotSpec(
+        "Forward (solid) and backward (dashed) function evaluations per training step, mean per epoch.",
+        "neural_ode", "continuous-depth models", "NFE per step"),
+    "robustness": PlotSpec(
+        "Test accuracy under Gaussian input perturbations of strength sigma: Neural SDEs (solid) against "
+        "their ODE counterparts (dashed), mean over seeds.", "neural_sde", "Neural SDE, Neural ODE",
+        "accuracy vs sigma"),
+    "flow_samples": PlotSpec(
+        "What the flows learned: density and samples (2-D toys) and sample grids (MNIST), as written by "
+        "each model after training (seed 0 first).", "flows", "FFJORD, RNODE", "density, samples"),
+    "latent_sde_paths": PlotSpec(
+        "Latent SDE: held-out series with posterior and prior sample paths, as written by the model.",
+        "latent_sde", "latent SDE", "sample paths"),
+    "generative_samples": PlotSpec(
+        "Samples of the score SDEs and DDPM, one panel per model and sampler (2-D scatter or image grid).",
+        "generative", "score SDEs, DDPM", "samples"),
 }
 
 
-def _save(fig, path: Path) -> None:
-    import io
-
+def save(fig, path: Path) -> Path:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
     plt.close(fig)
     atomic_write_bytes(path, buf.getvalue())
-
-
-def _empty(ax, text: str) -> None:
-    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="gray")
-    ax.set_xticks([])
-    ax.set_yticks([])
+    return path
 
 
 def draw_all(runs: pd.DataFrame, runs_dir: Path | None, out: Path) -> dict[str, Path]:
-    """Draw every plot of :data:`PLOTS` into ``out``; a plot without data says so."""
+    """Draw every plot of :data:`PLOTS` into ``out/<name>.png``; a plot without data says so."""
     out.mkdir(parents=True, exist_ok=True)
-    ok = runs[runs["status"] == "ok"] if not runs.empty else runs
-    cls = ok[ok["task"] == "classify"] if not ok.empty else ok
-    mean = cls.groupby(["model", "dataset"], as_index=False).mean(numeric_only=True) if not cls.empty else cls
+    ok = runs[runs["status"] == "ok"].copy() if not runs.empty else pd.DataFrame(
+        columns=["model", "dataset", "seed", "task", "table", "status"])
     paths = {}
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    if not mean.empty:
-        for ds, g in mean.groupby("dataset"):
-            ax.scatter(g["params"] / 1e6, g["test_accuracy"], label=ds)
-            for _, r in g.iterrows():
-                ax.annotate(r["model"], (r["params"] / 1e6, r["test_accuracy"]), fontsize=6)
-        ax.set_xscale("log")
-        ax.set_xlabel("parameters (M)")
-        ax.set_ylabel("test accuracy (%)")
-        ax.legend(fontsize=7)
-    else:
-        _empty(ax, "no classification runs")
-    _save(fig, paths.setdefault("accuracy_vs_params", out / "accuracy_vs_params.png"))
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    if not mean.empty:
-        evals = mean["evals_per_forward"] if "evals_per_forward" in mean else pd.Series(index=mean.index, dtype=float)
-        if "eval_nfe_forward" in mean:
-            evals = evals.fillna(mean["eval_nfe_forward"])
-        m = mean.assign(evals=evals).dropna(subset=["evals"])
-        for ds, g in m.groupby("dataset"):
-            ax.scatter(g["evals"], g["test_accuracy"], label=ds)
-            for _, r in g.iterrows():
-                ax.annotate(r["model"], (r["evals"], r["test_accuracy"]), fontsize=6)
-        ax.set_xlabel("function evaluations per forward")
-        ax.set_ylabel("test accuracy (%)")
-        ax.legend(fontsize=7) if not m.empty else _empty(ax, "no evaluation counts")
-    else:
-        _empty(ax, "no classification runs")
-    _save(fig, paths.setdefault("accuracy_vs_evals", out / "accuracy_vs_evals.png"))
-
-    curves = _epoch_curves(cls, runs_dir)
-    fig, ax = plt.subplots(figsize=(6, 4))
-    if curves is not None and "test_accuracy" in curves:
-        for model, g in curves.dropna(subset=["test_accuracy"]).groupby("model"):
-            g = g.groupby("epoch")["test_accuracy"].mean()
-            ax.plot(g.index, g.values, label=model, lw=1)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("test accuracy (%)")
-        ax.legend(fontsize=5, ncol=2)
-    else:
-        _empty(ax, "no epoch logs")
-    _save(fig, paths.setdefault("accuracy_vs_epoch", out / "accuracy_vs_epoch.png"))
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    if not mean.empty and mean["activation_memory_mb"].notna().any():
-        m = mean.dropna(subset=["activation_memory_mb"]).sort_values("activation_memory_mb")
-        ax.barh(m["model"] + " / " + m["dataset"], m["activation_memory_mb"])
-        ax.set_xlabel("activation memory per step (MB)")
-        ax.tick_params(axis="y", labelsize=5)
-    else:
-        _empty(ax, "no memory measurements")
-    _save(fig, paths.setdefault("activation_memory", out / "activation_memory.png"))
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    if curves is not None and "nfe_forward" in curves and curves["nfe_forward"].notna().any():
-        for model, g in curves.dropna(subset=["nfe_forward"]).groupby("model"):
-            g = g.groupby("epoch")[["nfe_forward"] + (["nfe_backward"] if "nfe_backward" in g else [])].mean()
-            line = ax.plot(g.index, g["nfe_forward"], label=model, lw=1)[0]
-            if "nfe_backward" in g:
-                ax.plot(g.index, g["nfe_backward"], ls="--", color=line.get_color(), lw=1)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("NFE per training step")
-        ax.legend(fontsize=6)
-    else:
-        _empty(ax, "no continuous-depth runs")
-    _save(fig, paths.setdefault("nfe_over_training", out / "nfe_over_training.png"))
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    t = ok.groupby("model", as_index=False)["epoch_time_s"].mean() if not ok.empty else ok
-    if not t.empty:
-        t = t.sort_values("epoch_time_s")
-        ax.barh(t["model"], t["epoch_time_s"])
-        ax.set_xlabel("seconds per epoch")
-        ax.tick_params(axis="y", labelsize=5)
-    else:
-        _empty(ax, "no runs")
-    _save(fig, paths.setdefault("time_per_epoch", out / "time_per_epoch.png"))
+    for name in PLOTS:
+        fig = getattr(figures, name)(ok, runs_dir)
+        paths[name] = save(fig, out / f"{name}.png")
     return paths
-
-
-def _epoch_curves(runs: pd.DataFrame, runs_dir: Path | None) -> pd.DataFrame | None:
-    if runs_dir is None or runs.empty:
-        return None
-    frames = []
-    for _, r in runs.iterrows():
-        path = runs_dir / r["run_dir"] / "epochs.csv"
-        if path.exists():
-            frames.append(pd.read_csv(path).assign(model=r["model"], dataset=r["dataset"], seed=r["seed"]))
-    return pd.concat(frames, ignore_index=True) if frames else None
-
-
-def read_json(path: Path) -> dict:
-    return json.loads(path.read_text())

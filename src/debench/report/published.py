@@ -34,7 +34,8 @@ def match(published: pd.DataFrame, model: str, dataset: str, metric: str) -> dic
     is preferred over a best single run.
 
     Returns:
-        ``{value, metric_as_published, tag, source_url, table_id, paper, variant}`` or None.
+        ``{value, metric_as_published, tag, source_url, table_id, paper, variant, published_as,
+        params_m}`` or None.
     """
     try:
         selectors = model_info(model).reference
@@ -61,5 +62,25 @@ def match(published: pd.DataFrame, model: str, dataset: str, metric: str) -> dic
         value = row["value_num"] if wanted == metric else 100.0 - row["value_num"]
         return {"value": float(value), "metric_as_published": row["metric"], "tag": row["tag"],
                 "source_url": row["source_url"], "table_id": row["table_id"], "paper": row["paper"],
-                "variant": row["variant"], "published_as": row["value"]}
+                "variant": row["variant"], "published_as": row["value"],
+                "params_m": float(row["params_m"]) if _is_number(row.get("params_m", "")) else float("nan")}
     return None
+
+
+def _is_number(s: str) -> bool:
+    try:
+        float(s)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def time_saving_pct(published: pd.DataFrame, dataset: str, depth: str) -> float:
+    """Training time saved by stochastic depth against constant depth, in % (Huang et al. 2016, Table 2)."""
+    rows = published[(published["table_id"] == "HUANG16_T2") & (published["metric"] == "train_time_h")
+                     & (published["dataset"] == DATASET_NAMES.get(dataset, dataset)) & (published["depth"] == str(depth))]
+    const = rows[rows["model"].str.contains("constant")]["value_num"]
+    sd = rows[rows["model"].str.contains("stochastic")]["value_num"]
+    if const.empty or sd.empty:
+        return float("nan")
+    return 100.0 * (1.0 - float(sd.iloc[0]) / float(const.iloc[0]))

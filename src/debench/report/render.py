@@ -1,48 +1,63 @@
-"""Tables as CSV, Markdown and LaTeX (booktabs), with the same rounding everywhere."""
+"""Tables as CSV, Markdown and LaTeX (booktabs), with each table's own columns and rounding."""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+from debench.report.tables import NOT_RUN, TABLE_SPECS, TAIL, TableSpec, columns, side_keys
 from debench.track.atomic import atomic_write_text
 
-DISPLAY = [("model", "model"), ("dataset", "dataset"), ("mode", "mode"), ("params", "params (M)"),
-           ("evals_per_forward", "evals/fwd"), ("nfe_forward", "NFE-F"), ("nfe_backward", "NFE-B"),
-           ("activation_memory_mb", "act. mem (MB)"), ("epoch_time_s", "s/epoch"),
-           ("metric", "metric"), ("result", "reproduced (mean ± std)"), ("n", "n"), ("ci95", "95% CI"),
-           ("published_cell", "published"), ("difference", "diff"), ("n_failed", "failed"),
-           ("verdict", "verdict")]
+STATS = ["table", "experiment", "mode", "dataset", "model", "family", "metric", "n", "n_failed", "failed_statuses",
+         "mean", "std", "ci95_low", "ci95_high"]
+PUBLISHED = ["published", "published_tag", "published_table", "published_source", "difference", "verdict"]
+NOT_COMPARABLE = ("Rows marked not comparable come from a reduced preset (config key comparable: false) or from "
+                  "common mode; they are never compared with a paper.")
+
+
+def spec(name: str) -> TableSpec:
+    return TABLE_SPECS.get(name, TableSpec(name, "", ()))
 
 
 def _fmt(v, digits: int = 2) -> str:
+    """Numbers with ``digits`` decimals, missing values as an empty cell, text as is."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return ""
-    if isinstance(v, float):
-        return f"{v:.{digits}f}"
+    if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool):
+        return f"{float(v):.{digits}f}"
     return str(v)
 
 
-def display_frame(summary: pd.DataFrame) -> pd.DataFrame:
-    """The human-facing columns: rounded, CI as an interval, published value with its tag."""
+def _cols(summary: pd.DataFrame, name: str) -> list[tuple[str, str, int]]:
+    if name in TABLE_SPECS:
+        return columns(name, summary.columns)
+    return columns("discrete", [])[:3] + TAIL
+
+
+def display_frame(summary: pd.DataFrame, name: str = "discrete") -> pd.DataFrame:
+    """The human-facing columns of table ``name``: rounded, CI as an interval, published value with its tag."""
+    cols = _cols(summary, name)
     if summary.empty:
-        return pd.DataFrame(columns=[label for _, label in DISPLAY])
+        return pd.DataFrame(columns=[label for _, label, _ in cols])
     s = summary.copy()
-    s["params"] = s["params"] / 1e6 if "params" in s else math.nan
+    if "params" in s:
+        s["params"] = pd.to_numeric(s["params"], errors="coerce") / 1e6
     s["result"] = [f"{_fmt(m)} ± {_fmt(sd)}" if not math.isnan(sd) else _fmt(m) for m, sd in zip(s["mean"], s["std"])]
     s["ci95"] = [f"[{_fmt(lo)}, {_fmt(hi)}]" if not math.isnan(lo) else "" for lo, hi in zip(s["ci95_low"], s["ci95_high"])]
+    tags = s["published_tag"].fillna("") if "published_tag" in s else [""] * len(s)
     s["published_cell"] = [f"{_fmt(v)} {tag and '[' + tag + ']'}".strip() if not math.isnan(v) else ""
-                           for v, tag in zip(s["published"], s["published_tag"])]
-    cols = [(c, label) for c, label in DISPLAY if c in s and s[c].notna().any() or c in ("published_cell", "verdict")]
-    out = pd.DataFrame({label: [_fmt(v, 3 if c == "params" else 2) for v in s[c]] for c, label in cols})
-    return out
+                           for v, tag in zip(s["published"], tags)]
+    out = {}
+    for c, label, digits in cols:
+        vals = s[c] if c in s else [None] * len(s)
+        out[label] = [_fmt(v, digits) for v in vals]
+    return pd.DataFrame(out)
 
 
 def to_markdown(df: pd.DataFrame) -> str:
-    if df.empty:
-        return "_no runs yet_\n"
     esc = lambda x: str(x).replace("|", "\\|")  # noqa: E731
     lines = ["| " + " | ".join(map(esc, df.columns)) + " |", "|" + "---|" * len(df.columns)]
     lines += ["| " + " | ".join(esc(v) for v in row) + " |" for row in df.itertuples(index=False)]
@@ -52,21 +67,39 @@ def to_markdown(df: pd.DataFrame) -> str:
 def to_latex(df: pd.DataFrame, caption: str) -> str:
     def tex(x: str) -> str:
         for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"),
-                     ("±", r"$\pm$")):
+                     ("±", r"$\pm$"), ("σ", r"$\sigma$"), ("²", r"$^2$"), ("−", "-")):
             x = x.replace(a, b)
         return x
 
     cols = "l" * max(len(df.columns), 1)
     body = [" & ".join(tex(str(v)) for v in row) + r" \\" for row in df.itertuples(index=False)]
-    return "\n".join([r"\begin{table}[t]", r"\centering", f"\\caption{{{tex(caption)}}}", f"\\begin{{tabular}}{{{cols}}}",
+    if not body:
+        body = [rf"\multicolumn{{{len(df.columns)}}}{{l}}{{{tex(NOT_RUN)}}} \\"]
+    return "\n".join([r"\begin{table}[t]", r"\centering", r"\small", f"\\caption{{{tex(caption)}}}",
+                      r"\resizebox{\textwidth}{!}{%", f"\\begin{{tabular}}{{{cols}}}",
                       r"\toprule", " & ".join(tex(c) for c in df.columns) + r" \\", r"\midrule", *body,
-                      r"\bottomrule", r"\end{tabular}", r"\end{table}", ""])
+                      r"\bottomrule", r"\end{tabular}}", r"\end{table}", ""])
 
 
-def write_table(summary: pd.DataFrame, folder: Path, name: str, title: str) -> None:
+def csv_frame(summary: pd.DataFrame, name: str) -> pd.DataFrame:
+    """The statistics columns of table ``name`` at full precision (its side metrics included)."""
+    side = side_keys(name, summary.columns) if name in TABLE_SPECS else []
+    keep = STATS + [c for c in side if c not in STATS] + PUBLISHED
+    if summary.empty:
+        return pd.DataFrame(columns=keep)
+    return summary[[c for c in keep if c in summary]]
+
+
+def write_table(summary: pd.DataFrame, folder: Path, name: str) -> None:
     """``<name>.csv`` (all statistics, full precision), ``<name>.md`` and ``<name>.tex``."""
+    sp = spec(name)
     folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(folder / f"{name}.csv", summary.to_csv(index=False, float_format="%.6g"))
-    shown = display_frame(summary)
-    atomic_write_text(folder / f"{name}.md", f"## {title}\n\n" + to_markdown(shown))
-    atomic_write_text(folder / f"{name}.tex", to_latex(shown, title))
+    atomic_write_text(folder / f"{name}.csv", csv_frame(summary, name).to_csv(index=False, float_format="%.6g"))
+    shown = display_frame(summary, name)
+    notes = [sp.note] if sp.note else []
+    if summary.empty:
+        notes.append(f"**{NOT_RUN}**")
+    elif (summary["verdict"] == "not comparable").any():
+        notes.append(f"*{NOT_COMPARABLE}*")
+    atomic_write_text(folder / f"{name}.md", f"## {sp.title}\n\n" + "".join(n + "\n\n" for n in notes) + to_markdown(shown))
+    atomic_write_text(folder / f"{name}.tex", to_latex(shown, sp.title))
