@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 CORES ?= 2
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: smoke test lint survey-dry-run mlflow-ui clean-smoke
+.PHONY: smoke test lint survey-dry-run mlflow-ui clean-smoke report-published publish-runs
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -32,3 +32,12 @@ mlflow-ui: $(VENV)/.installed
 
 clean-smoke:
 	rm -rf results/smoke resources/data/synthetic
+
+# Rebuild every table, plot and the HTML report from the committed runs.csv alone (no training).
+report-published: $(VENV)/.installed
+	debench regenerate --runs-csv results/published/runs.csv --out results/published_report
+	@echo "report: results/published_report/report/report.html"
+
+# Merge the runs of results/$(PRESET)/ (or FROM=<runs.csv or results folder>) into the committed runs.csv.
+publish-runs: $(VENV)/.installed
+	debench merge-runs $(or $(FROM),results/$(or $(PRESET),smoke)) --into results/published/runs.csv
