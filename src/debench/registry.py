@@ -36,6 +36,8 @@ class ModelInfo:
             ``variant``, ``table_id`` columns); a row matches when every given column is equal.
         metric: the primary metric the report compares (``test_error``, ``bits_per_dim``,
             ``neg_elbo``, ``fid``); lower is better for every primary metric.
+        compilable: ``runtime.compile: auto`` may compile it with CUDA graphs on a GPU (set only
+            where that was measured to train correctly and faster; see docs/performance.md).
         defaults: default keyword arguments of the factory, recorded in each run's config.
     """
 
@@ -48,6 +50,7 @@ class ModelInfo:
     evals_per_forward: int | None = None
     reference: tuple[dict[str, str], ...] = ()
     metric: str = "test_error"
+    compilable: bool = False
     defaults: dict[str, Any] = field(default_factory=dict)
 
 
@@ -71,6 +74,7 @@ def register_model(
     evals_per_forward: int | None = None,
     reference: list[dict[str, str]] | tuple[dict[str, str], ...] = (),
     metric: str = "test_error",
+    compilable: bool = False,
     **defaults: Any,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator that registers a model factory under ``name``.
@@ -84,6 +88,7 @@ def register_model(
         evals_per_forward: residual-function evaluations per forward pass, if fixed.
         reference: selectors into ``published_results.csv`` (see :class:`ModelInfo`).
         metric: primary metric of the report (see :class:`ModelInfo`).
+        compilable: see :class:`ModelInfo`.
         **defaults: keyword arguments passed to the factory unless overridden.
 
     Returns:
@@ -110,6 +115,7 @@ def register_model(
             evals_per_forward=evals_per_forward,
             reference=tuple(dict(r) for r in reference),
             metric=metric,
+            compilable=compilable,
             defaults=dict(defaults),
         )
         return factory

@@ -113,6 +113,7 @@ def _register_resnet(depth: int, params_m: str) -> None:
         scheme="forward Euler",
         evals_per_forward=3 * ((depth - 2) // 6),
         reference=[{"table_id": "HE16_T6", "model": "ResNet", "depth": str(depth)}],
+        compilable=True,
     )
     def factory(num_classes: int = 10, in_channels: int = 3) -> nn.Module:
         return CifarResNet(depth, num_classes, in_channels)
