@@ -217,3 +217,15 @@ def test_stored_results_rebuild_deterministically(tmp_path):
     for name in sorted(p.name for p in (tmp_path / "a" / "tables").iterdir()):
         assert (tmp_path / "a" / "tables" / name).read_bytes() == (tmp_path / "b" / "tables" / name).read_bytes()
     assert (tmp_path / "a" / "runs.csv").read_bytes() == STORED.read_bytes()
+
+
+def test_merged_artifacts_travel_with_runs_csv(tmp_path):
+    write_run(tmp_path / "res" / "runs", "flows_toy", "flows", "ffjord_toy", "eight_gaussians", 0, "nll", 2.9,
+              artifacts=("artifacts/density.png",))
+    aggregate(tmp_path / "res" / "runs", PUBLISHED, tmp_path / "res")
+    into = tmp_path / "published" / "runs.csv"
+    assert main(["merge-runs", str(tmp_path / "res"), "--into", str(into), "--copy-artifacts"]) == 0
+    assert (tmp_path / "published" / "runs" / "flows_toy" / "eight_gaussians" / "ffjord_toy" / "seed0" / "artifacts"
+            / "density.png").is_file()
+    page = (regenerate(into, tmp_path / "out", PUBLISHED), tmp_path / "out" / "report" / "report.html")[1].read_text()
+    assert "ffjord_toy / eight_gaussians / seed 0: density" in page

@@ -92,6 +92,24 @@ def cmd_merge_runs(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_regenerate(a: argparse.Namespace) -> int:
+    from debench.report.regenerate import regenerate
+
+    regenerate(Path(a.runs_csv), Path(a.out), Path(a.published),
+               tolerances=json.loads(a.tolerances) if a.tolerances else None,
+               runs_dir=Path(a.runs_dir) if a.runs_dir else None)
+    print(f"tables and report rebuilt from {a.runs_csv} -> {a.out}", file=sys.stderr)
+    return 0
+
+
+def cmd_merge_runs(a: argparse.Namespace) -> int:
+    from debench.report.runs import merge_runs
+
+    merged = merge_runs([Path(s) for s in a.sources], Path(a.into), copy_artifacts=a.copy_artifacts)
+    print(f"{len(merged)} run(s) in {a.into}", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     p = argparse.ArgumentParser(prog="debench", description=__doc__)
@@ -149,6 +167,21 @@ def main(argv: list[str] | None = None) -> int:
     mr = sub.add_parser("merge-runs", help="merge runs (runs.csv files or results folders) into one runs.csv")
     mr.add_argument("sources", nargs="+", help="runs.csv files, results/<preset>/ folders or folders of run folders")
     mr.add_argument("--into", required=True, help="the runs.csv to update (newest row per run wins)")
+    mr.set_defaults(func=cmd_merge_runs)
+
+    rg = sub.add_parser("regenerate", help="rebuild tables, plots and the HTML report from a runs.csv (no training)")
+    rg.add_argument("--runs-csv", required=True, help="stored runs, e.g. results/published/runs.csv")
+    rg.add_argument("--out", required=True, help="output folder: runs.csv, tables/, report/")
+    rg.add_argument("--published", default="config/reference/published_results.csv")
+    rg.add_argument("--tolerances", default=None, help="JSON {metric: absolute tolerance} (default: the survey's)")
+    rg.add_argument("--runs-dir", default=None, help="run folders with model artifacts (optional)")
+    rg.set_defaults(func=cmd_regenerate)
+
+    mr = sub.add_parser("merge-runs", help="merge runs (runs.csv files or results folders) into one runs.csv")
+    mr.add_argument("sources", nargs="+", help="runs.csv files, results/<preset>/ folders or folders of run folders")
+    mr.add_argument("--into", required=True, help="the runs.csv to update (newest row per run wins)")
+    mr.add_argument("--copy-artifacts", action="store_true",
+                    help="copy the kept runs' model artifacts to runs/ beside --into (embedded by regenerate)")
     mr.set_defaults(func=cmd_merge_runs)
 
     a = p.parse_args(argv)

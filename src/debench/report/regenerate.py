@@ -21,12 +21,15 @@ def regenerate(runs_csv: Path, out: Path, published_csv: Path, tolerances: dict[
         published_csv: the vendored published numbers.
         tolerances: absolute tolerance per metric for the reproduced verdict (default: the
             survey protocol's, :data:`debench.report.aggregate.DEFAULT_TOLERANCES`).
-        runs_dir: run folders holding model artifacts, when at hand (optional).
+        runs_dir: run folders holding model artifacts (default: ``runs/`` beside ``runs_csv``,
+            where ``debench merge-runs --copy-artifacts`` puts them, when it exists).
 
     Returns:
         The summary table. The same ``runs_csv`` always gives byte-identical tables.
     """
     runs = read_runs_csv(Path(runs_csv))
+    if runs_dir is None and (Path(runs_csv).parent / "runs").is_dir():
+        runs_dir = Path(runs_csv).parent / "runs"
     out = Path(out)
     summary = aggregate_rows(runs, Path(published_csv), out, DEFAULT_TOLERANCES if tolerances is None else tolerances)
     build_report(out, out / "report", runs_dir=runs_dir)

@@ -104,30 +104,62 @@ def load_runs(source: Path) -> tuple[pd.DataFrame, list[str]]:
     return read_run_dirs(source / "runs" if (source / "runs").is_dir() else source)
 
 
-def merge_runs(sources: list[Path], into: Path) -> pd.DataFrame:
+def merge_runs(sources: list[Path], into: Path, copy_artifacts: bool = False) -> pd.DataFrame:
     """Merge run rows into ``into`` (created if absent), atomically.
 
     Rows are deduplicated by (experiment, dataset, model, seed, config_hash); the newest
     (``provenance.date_utc``) wins; among equal dates the row already there (or the earlier
     source) is kept, so merging the same runs again changes nothing.
 
+    Args:
+        sources: ``runs.csv`` files, ``results/<preset>/`` folders or folders of run folders.
+        into: the ``runs.csv`` to update.
+        copy_artifacts: also copy each kept run's model artifacts (PNG, text) from its run folder
+            to ``<into's folder>/runs/<run_dir>/``, where ``debench regenerate`` finds them.
+
     Returns:
         The merged rows, as written.
     """
     frames = [read_runs_csv(into)] if Path(into).is_file() else []
+    homes = [None] * len(frames)
     for src in sources:
         frame, problems = load_runs(src)
         if problems:
             raise ValueError("; ".join(problems))
         frames.append(frame)
+        homes.append(_runs_home(Path(src)))
     frames = [f.assign(_order=i) for i, f in enumerate(frames) if not f.empty]
     if not frames:
         merged = pd.DataFrame()
     else:
         merged = pd.concat(frames, ignore_index=True)
         date = merged["provenance.date_utc"].fillna("") if "provenance.date_utc" in merged else ""
+        # ascending date, and among equal dates the earlier source last: keep="last" keeps it
         merged = (merged.assign(_date=date, _order=-merged["_order"]).sort_values(["_date", "_order"], kind="stable")
-                  .drop_duplicates([c for c in DEDUPE_KEY if c in merged], keep="last")
-                  .drop(columns=["_date", "_order"]))
+                  .drop_duplicates([c for c in DEDUPE_KEY if c in merged], keep="last"))
+        if copy_artifacts:
+            _copy_artifacts(merged, homes, Path(into).parent / "runs")
+        merged = merged.drop(columns=["_date", "_order"])
     write_runs_csv(merged, into)
     return normalize(merged)
+
+
+def _runs_home(src: Path) -> Path | None:
+    """The folder that a source's ``run_dir`` values are relative to."""
+    if src.is_file():
+        src = src.parent
+    return src / "runs" if (src / "runs").is_dir() else src if src.is_dir() else None
+
+
+def _copy_artifacts(merged: pd.DataFrame, homes: list[Path | None], dest: Path) -> None:
+    import shutil
+
+    if "artifacts" not in merged:
+        return
+    for _, r in merged.dropna(subset=["artifacts"]).iterrows():
+        home = homes[-int(r["_order"])]  # _order holds minus the source's index
+        for rel in json.loads(r["artifacts"]) if home is not None else []:
+            src, dst = home / str(r["run_dir"]) / rel, dest / str(r["run_dir"]) / rel
+            if src.is_file() and src.resolve() != dst.resolve():
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(src, dst)
