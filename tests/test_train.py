@@ -132,3 +132,23 @@ def test_cosine_schedule_ends_near_zero():
 def test_iterations_budget_is_exact(tmp_path, synthetic_cache):
     rec = train(make_spec(tmp_path, synthetic_cache, protocol={"epochs": None, "iterations": 11}))
     assert rec["steps"] == 11 and rec["epochs_completed"] == 2
+
+
+def test_trains_without_mlflow_and_torchsde_installed(tmp_path, synthetic_cache):
+    """The GPU image has torch, torchvision and torchdiffeq only: training must still work."""
+    import subprocess
+    import sys
+
+    spec = make_spec(tmp_path, synthetic_cache, protocol={"epochs": 1},
+                     tracking={"enabled": True, "uri": f"sqlite:///{tmp_path}/mlflow.db"})
+    code = (
+        "import sys, json\n"
+        "sys.modules['mlflow'] = None; sys.modules['torchsde'] = None; sys.modules['snakemake'] = None\n"
+        "from debench.cli import main\n"
+        f"sys.exit(main(['train', '--spec', {json.dumps(json.dumps(spec))}]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "mlflow is not installed" in out.stderr
+    rec = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert rec["status"] == "ok" and rec["mlflow_run_id"] is None
