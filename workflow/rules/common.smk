@@ -75,6 +75,11 @@ def train_spec(wildcards, input, output):
     return json.dumps(spec, sort_keys=True)
 
 
+def gpu_slots(wildcards, resources):
+    """'auto' when the job asked for a GPU (a profile's train:gpu=1): each job then locks its own."""
+    return "auto" if getattr(resources, "gpu", 0) else "off"
+
+
 def results_dir(runs_csv):
     """results/<preset>/ from the path of its runs.csv."""
     return Path(runs_csv).parent

@@ -29,8 +29,11 @@ rule train:
     conda:
         "../../environment.yml"
     threads: 1
+    resources:
+        gpu=0,
     params:
         spec=train_spec,
+        gpu_slots=gpu_slots,
     shell:
         "debench train --spec {params.spec:q} --tracking-ids {input.tracking}"
-        " --threads {threads} > {log} 2>&1"
+        " --threads {threads} --gpu-slots {params.gpu_slots} > {log} 2>&1"
