@@ -1,4 +1,4 @@
-"""The ``debench`` command: train, prepare-data, models, track, aggregate, report, bench."""
+"""The ``debench`` command: train, prepare-data, models, track, mlflow-server, aggregate, report, bench."""
 
 from __future__ import annotations
 
@@ -15,10 +15,20 @@ def _spec(arg: str) -> dict:
     return json.loads(arg)
 
 
+def _hold_gpu_slot(spec: dict, mode: str, lock_dir: str | None):
+    """``--gpu-slots auto``: lock a free GPU of this host for the process (before CUDA starts)."""
+    if mode == "off" or str(spec.get("runtime", {}).get("device", "auto")) == "cpu":
+        return None
+    from debench.gpu_slots import acquire
+
+    return acquire(lock_dir=Path(lock_dir) if lock_dir else None)
+
+
 def cmd_train(a: argparse.Namespace) -> int:
+    spec = _spec(a.spec)
+    slot = _hold_gpu_slot(spec, a.gpu_slots, a.gpu_lock_dir)  # held until this process exits
     from debench.train.loop import train
 
-    spec = _spec(a.spec)
     if a.threads:
         spec.setdefault("runtime", {})["threads"] = a.threads
     if a.tracking_ids:
@@ -27,7 +37,7 @@ def cmd_train(a: argparse.Namespace) -> int:
     record = train(spec)
     key = record["metric"]
     print(f"{record['model']} {record['dataset']} seed {record['seed']}: status {record['status']}, "
-          f"{key} {record.get(key)}", file=sys.stderr)
+          f"{key} {record.get(key)}" + (f", GPU {slot.device}" if slot else ""), file=sys.stderr)
     return 0
 
 
@@ -59,6 +69,43 @@ def cmd_track_init(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_mlflow_server(a: argparse.Namespace) -> int:
+    import os
+    import signal
+    import subprocess
+
+    from debench.track.tracker import redact
+
+    root = Path(a.root).resolve()
+    uri = a.backend_store_uri or f"sqlite:///{root / 'mlflow.db'}"
+    artifacts = a.artifacts_destination or str(root / "artifacts")
+    if uri.startswith("sqlite:") or "://" not in artifacts:
+        root.mkdir(parents=True, exist_ok=True)
+    workers = a.workers or (1 if uri.startswith("sqlite:") else 4)  # SQLite takes one writer at a time
+    cmd = [sys.executable, "-m", "mlflow", "server", "--host", a.host, "--port", str(a.port),
+           "--backend-store-uri", uri, "--serve-artifacts", "--artifacts-destination", artifacts,
+           "--workers", str(workers)]
+    if a.allowed_hosts:
+        cmd += ["--allowed-hosts", a.allowed_hosts]
+    print(f"MLflow server on http://{a.host}:{a.port} (store {redact(uri)}, artifacts {artifacts}); "
+          f"jobs: mlflow.tracking_uri or MLFLOW_TRACKING_URI=http://<this host>:{a.port}", file=sys.stderr)
+    # its own process group, so that stopping this process (by pid) stops the server's workers too
+    server = subprocess.Popen(cmd, start_new_session=True)
+
+    def stop(signum, frame):
+        os.killpg(server.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        return server.wait()
+    finally:
+        try:
+            os.killpg(server.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+
 def cmd_aggregate(a: argparse.Namespace) -> int:
     from debench.report.aggregate import aggregate
 
@@ -71,24 +118,6 @@ def cmd_report(a: argparse.Namespace) -> int:
     from debench.report.html import build_report
 
     build_report(Path(a.tables), Path(a.out), runs_dir=Path(a.runs) if a.runs else None)
-    return 0
-
-
-def cmd_regenerate(a: argparse.Namespace) -> int:
-    from debench.report.regenerate import regenerate
-
-    regenerate(Path(a.runs_csv), Path(a.out), Path(a.published),
-               tolerances=json.loads(a.tolerances) if a.tolerances else None,
-               runs_dir=Path(a.runs_dir) if a.runs_dir else None)
-    print(f"tables and report rebuilt from {a.runs_csv} -> {a.out}", file=sys.stderr)
-    return 0
-
-
-def cmd_merge_runs(a: argparse.Namespace) -> int:
-    from debench.report.runs import merge_runs
-
-    merged = merge_runs([Path(s) for s in a.sources], Path(a.into))
-    print(f"{len(merged)} run(s) in {a.into}", file=sys.stderr)
     return 0
 
 
@@ -119,6 +148,12 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--spec", required=True, help="run spec as JSON, or @path to a JSON file")
     t.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
     t.add_argument("--tracking-ids", default=None, help="experiments.json written by `debench track init`")
+    t.add_argument("--gpu-slots", default="off", choices=["auto", "off"],
+                   help="auto: hold a free GPU of this host for the run and set CUDA_VISIBLE_DEVICES to it "
+                        "(debench.gpu_slots; a no-op without GPUs and inside SLURM jobs)")
+    t.add_argument("--gpu-lock-dir", default=None,
+                   help="lock folder shared by the jobs of this host (default $DEBENCH_GPU_LOCK_DIR or "
+                        "<tmp>/debench-gpu-slots)")
     t.set_defaults(func=cmd_train)
 
     d = sub.add_parser("prepare-data", help="cache one dataset under resources/")
@@ -142,6 +177,21 @@ def main(argv: list[str] | None = None) -> int:
     ti.add_argument("--disabled", dest="enabled", action="store_false")
     ti.set_defaults(func=cmd_track_init)
 
+    ms = sub.add_parser("mlflow-server", help="a shared MLflow tracking server for parallel or cluster jobs")
+    ms.add_argument("--root", default="results/mlflow-server",
+                    help="folder of the default SQLite store and artifacts")
+    ms.add_argument("--backend-store-uri", default=None,
+                    help="SQLAlchemy URI of the store, e.g. postgresql://user:pw@db:5432/mlflow "
+                         "(default: sqlite:///<root>/mlflow.db)")
+    ms.add_argument("--artifacts-destination", default=None,
+                    help="where the server keeps artifacts (default <root>/artifacts); jobs upload through it")
+    ms.add_argument("--host", default="127.0.0.1", help="interface; 0.0.0.0 to serve cluster nodes")
+    ms.add_argument("--port", type=int, default=5000)
+    ms.add_argument("--workers", type=int, default=None, help="server workers (default 1 for SQLite, else 4)")
+    ms.add_argument("--allowed-hosts", default=None,
+                    help="Host headers accepted besides localhost (MLflow's --allowed-hosts), e.g. 'login1:5000'")
+    ms.set_defaults(func=cmd_mlflow_server)
+
     ag = sub.add_parser("aggregate", help="collect metrics.json files into runs.csv and tables")
     ag.add_argument("--runs", required=True, help="folder searched for */metrics.json")
     ag.add_argument("--published", required=True, help="published_results.csv")
@@ -155,19 +205,6 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--runs", default=None)
     r.add_argument("--out", required=True, help="report folder (report.html and plots)")
     r.set_defaults(func=cmd_report)
-
-    rg = sub.add_parser("regenerate", help="rebuild tables, plots and the HTML report from a runs.csv (no training)")
-    rg.add_argument("--runs-csv", required=True, help="stored runs, e.g. results/published/runs.csv")
-    rg.add_argument("--out", required=True, help="output folder: runs.csv, tables/, report/")
-    rg.add_argument("--published", default="config/reference/published_results.csv")
-    rg.add_argument("--tolerances", default=None, help="JSON {metric: absolute tolerance} (default: the survey's)")
-    rg.add_argument("--runs-dir", default=None, help="run folders with model artifacts (optional)")
-    rg.set_defaults(func=cmd_regenerate)
-
-    mr = sub.add_parser("merge-runs", help="merge runs (runs.csv files or results folders) into one runs.csv")
-    mr.add_argument("sources", nargs="+", help="runs.csv files, results/<preset>/ folders or folders of run folders")
-    mr.add_argument("--into", required=True, help="the runs.csv to update (newest row per run wins)")
-    mr.set_defaults(func=cmd_merge_runs)
 
     rg = sub.add_parser("regenerate", help="rebuild tables, plots and the HTML report from a runs.csv (no training)")
     rg.add_argument("--runs-csv", required=True, help="stored runs, e.g. results/published/runs.csv")
