@@ -25,6 +25,14 @@ def redact(uri: str | None) -> str | None:
     return None if uri is None else _CREDENTIALS.sub(r"\1***@", uri)
 
 
+def hide_credentials_from_mlflow(uri: str | None) -> None:
+    """MLflow prints "View run at <tracking URI>" on terminate, password included: silence it then."""
+    import os
+
+    if uri and redact(uri) != uri:
+        os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
+
+
 def default_tracking_uri(results_dir: str | Path) -> str:
     """Embedded SQLite store under the results folder, as an absolute URI."""
     return f"sqlite:///{(Path(results_dir) / 'mlflow.db').resolve()}"
@@ -54,6 +62,7 @@ class MlflowTracker:
                  retries: int = 3):
         from mlflow.tracking import MlflowClient
 
+        hide_credentials_from_mlflow(tracking_uri)
         self.client = MlflowClient(tracking_uri=tracking_uri)
         self.uri = tracking_uri
         self.experiment_id = experiment_id
@@ -72,7 +81,7 @@ class MlflowTracker:
                 last = exc
                 time.sleep(0.5 * 2**attempt)
         log.warning("MLflow %s failed (%s); tracking is off for the rest of this run, metrics.json "
-                    "stays complete; upload later with `debench track sync`", what, str(last)[:200])
+                    "stays complete; upload later with `debench track sync`", what, redact(str(last))[:200])
         self.active = False
         return None
 
