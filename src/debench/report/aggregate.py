@@ -61,6 +61,9 @@ def summarize(runs: pd.DataFrame, published: pd.DataFrame, tolerances: dict[str,
                    std=vals.std(ddof=1) if len(vals) > 1 else math.nan, ci95_low=lo, ci95_high=hi)
         row["adjoint"] = adjoint_flag(row["model"], g["model_args"].iloc[0] if "model_args" in g else None)
         for m in side_keys(row["table"], runs.columns) if row["table"] in TABLE_TITLES else []:
+            if m.startswith("published_") and m not in _DERIVED:
+                other = match(published, row["model"], row["dataset"], m.removeprefix("published_"))
+                row[m] = other["value"] if other else math.nan
             if m not in ok or m in row:
                 continue
             num = pd.to_numeric(ok[m], errors="coerce")
@@ -81,6 +84,7 @@ def summarize(runs: pd.DataFrame, published: pd.DataFrame, tolerances: dict[str,
     return _time_savings(summary, published) if not summary.empty else summary
 
 
+_DERIVED = {"published_params_m", "published_time_saving_pct"}
 _TWIN = re.compile(r"^(?:stochastic_depth_|shakedrop_|dropout_)?(.*?)(?:_sd)?$")
 
 

@@ -2,9 +2,10 @@
 
 A column is ``(key, label, digits)``: ``key`` names a column of the summary (a metric's mean
 over the seeds that finished, or a derived value); a key ending in ``*`` expands to every
-summary column with that prefix (``acc_perturb_*``: one column per perturbation strength).
-Every table leads with model, dataset and mode and ends with the primary metric's statistics,
-the published number and the verdict.
+summary column with that prefix (``acc_perturb_*``: one column per perturbation strength);
+``published_<metric>`` is the published number of a metric other than the primary one for the
+row's model and dataset. Every table leads with model, dataset and mode and ends with the
+primary metric's statistics, the published number and the verdict.
 """
 
 from __future__ import annotations
@@ -90,7 +91,8 @@ TABLE_SPECS = {
         "Inception score when computed (else the reason), and each sampler's function evaluations.",
         (("params", "params (M)", 3), ("nfe_likelihood", "NFE (likelihood)", 0),
          ("nfe_sample_*", "NFE ({})", 0), ("mmd_*", "MMD² ({})", 4), ("fid", "FID", 2),
-         ("inception_score", "IS", 2), ("fid_not_computed", "FID note", 0), ("epoch_time_s", "s/epoch", 2)),
+         ("published_fid", "published FID", 2), ("inception_score", "IS", 2),
+         ("published_inception_score", "published IS", 2), ("fid_not_computed", "FID note", 0), ("epoch_time_s", "s/epoch", 2)),
         "score SDEs (VE, VP, sub-VP), DDPM", "bits/dim, FID, sampler NFE"),
 }
 TABLE_NAMES = tuple(TABLE_SPECS)
