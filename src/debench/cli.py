@@ -106,6 +106,20 @@ def cmd_mlflow_server(a: argparse.Namespace) -> int:
             pass
 
 
+def cmd_track_sync(a: argparse.Namespace) -> int:
+    from debench.track.sync import sync
+    from debench.track.tracker import redact
+
+    rep = sync(Path(a.runs), a.uri, min_age_s=a.min_age, dry_run=a.dry_run)
+    for p in rep.uploaded:
+        print(f"{'would upload' if a.dry_run else 'uploaded'} {p}", file=sys.stderr)
+    for s in rep.skipped:
+        print(f"skipped {s}", file=sys.stderr)
+    print(f"{redact(a.uri)}: {len(rep.uploaded)} uploaded, {len(rep.complete)} already complete, "
+          f"{len(rep.skipped)} skipped", file=sys.stderr)
+    return 0
+
+
 def cmd_aggregate(a: argparse.Namespace) -> int:
     from debench.report.aggregate import aggregate
 
@@ -176,6 +190,13 @@ def main(argv: list[str] | None = None) -> int:
     ti.add_argument("--out", required=True)
     ti.add_argument("--disabled", dest="enabled", action="store_false")
     ti.set_defaults(func=cmd_track_init)
+    ts = tsub.add_parser("sync", help="upload runs whose MLflow run is missing or incomplete (after an outage)")
+    ts.add_argument("--runs", required=True, help="folder searched for */metrics.json (results/<preset>/runs)")
+    ts.add_argument("--uri", required=True, help="MLflow tracking URI to complete")
+    ts.add_argument("--min-age", type=float, default=60.0,
+                    help="seconds a metrics.json with a RUNNING MLflow run is left to its trainer")
+    ts.add_argument("--dry-run", action="store_true", help="list what would be uploaded")
+    ts.set_defaults(func=cmd_track_sync)
 
     ms = sub.add_parser("mlflow-server", help="a shared MLflow tracking server for parallel or cluster jobs")
     ms.add_argument("--root", default="results/mlflow-server",
