@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 CORES ?= 2
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: smoke test lint survey-dry-run mlflow-ui clean-smoke report-published publish-runs
+.PHONY: smoke test lint survey-dry-run mlflow-ui mlflow-server clean-smoke report-published publish-runs
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -29,6 +29,12 @@ survey-dry-run: $(VENV)/.installed
 
 mlflow-ui: $(VENV)/.installed
 	mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///$(abspath results/$(or $(PRESET),smoke))/mlflow.db
+
+# a shared tracking server for parallel or cluster jobs (README, "Run on a cluster"); jobs use
+# MLFLOW_TRACKING_URI=http://<host>:$(MLFLOW_PORT). MLFLOW_STORE: any SQLAlchemy URI (default SQLite).
+MLFLOW_PORT ?= 5000
+mlflow-server: $(VENV)/.installed
+	debench mlflow-server --port $(MLFLOW_PORT) $(if $(MLFLOW_STORE),--backend-store-uri '$(MLFLOW_STORE)')
 
 clean-smoke:
 	rm -rf results/smoke resources/data/synthetic
