@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from debench.report.aggregate import aggregate, t_interval
-from debench.report.published import load_published, match
+from debench.report.published import load_published, match, time_saving_pct
 from tests.conftest import ROOT
 
 PUBLISHED = ROOT / "config" / "reference" / "published_results.csv"
@@ -104,3 +104,11 @@ def test_incomplete_and_unreadable_runs_are_reported_not_fatal(tmp_path):
     info = json.loads((tmp_path / "out" / "tables" / "summary.json").read_text())
     assert [e["seed"] for e in info["incomplete"]] == [1, 2]
     assert len(info["unreadable"]) == 1 and "seed1" in info["unreadable"][0]
+
+
+def test_published_side_numbers():
+    df = load_published(PUBLISHED)
+    assert time_saving_pct(df, "cifar10", "110") == pytest.approx(100 * (1 - 15.12 / 20.70))
+    assert math.isnan(time_saving_pct(df, "cifar10", "56"))
+    assert match(df, "odenet_mnist", "mnist", "test_error")["params_m"] == pytest.approx(0.22)
+    assert match(df, "ddpm_cifar", "cifar10", "fid")["value"] == pytest.approx(3.24)

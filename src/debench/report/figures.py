@@ -107,7 +107,8 @@ def accuracy_vs_epoch(ok, runs_dir):
 
 def nfe_over_training(ok, runs_dir):
     fig, ax = plt.subplots(figsize=(6, 4))
-    curves = _curves(ok, runs_dir, "nfe_forward")
+    cont = ok[ok["family"] == "continuous"] if "family" in ok else ok.iloc[:0]
+    curves = _curves(cont, runs_dir, "nfe_forward")
     if curves is None:
         empty(ax, "no continuous-depth runs")
         return fig

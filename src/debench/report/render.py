@@ -23,11 +23,11 @@ def spec(name: str) -> TableSpec:
 
 
 def _fmt(v, digits: int = 2) -> str:
-    """Numbers with ``digits`` decimals, missing values as an empty cell, text as is."""
+    """Numbers with ``digits`` decimals (``-k``: k significant digits), missing values empty, text as is."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return ""
     if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool):
-        return f"{float(v):.{digits}f}"
+        return f"{float(v):.{-digits}g}" if digits < 0 else f"{float(v):.{digits}f}"
     return str(v)
 
 

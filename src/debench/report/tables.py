@@ -1,6 +1,6 @@
 """The survey's comparison tables as data: title, what each compares, and its columns.
 
-A column is ``(key, label, digits)``: ``key`` names a column of the summary (a metric's mean
+A column is ``(key, label, digits)`` (negative digits: significant digits): ``key`` names a column of the summary (a metric's mean
 over the seeds that finished, or a derived value); a key ending in ``*`` expands to every
 summary column with that prefix (``acc_perturb_*``: one column per perturbation strength);
 ``published_<metric>`` is the published number of a metric other than the primary one for the
@@ -34,7 +34,7 @@ TABLE_SPECS = {
         "Test error (%) of ResNets as forward Euler and their multistep, reversible, momentum, PDE and "
         "higher-order variants. Paper mode: each model under its paper's protocol; common mode: one shared "
         "protocol, never compared with a paper.",
-        (("params", "params (M)", 3), ("evals_per_forward", "evals/fwd", 0),
+        (("params", "params (M)", -3), ("evals_per_forward", "evals/fwd", 0),
          ("activation_memory_mb", "act. mem (MB)", 1), ("epoch_time_s", "s/epoch", 2)),
         "ResNet, LM-ResNet, RevNet, Momentum ResNet, PDE-CNNs, RK/PolyNet/FractalNet", "test error"),
     "neural_ode": TableSpec(
@@ -42,7 +42,7 @@ TABLE_SPECS = {
         "Chen et al. 2018, Table 1 (MNIST: error, parameters, memory, time) and the CIFAR ODE-Net: "
         "function evaluations per training step forward (NFE-F) and backward (NFE-B), and autograd's "
         "saved activations with and without the adjoint.",
-        (("params", "params (M)", 3), ("published_params_m", "published params (M)", 2),
+        (("params", "params (M)", -3), ("published_params_m", "published params (M)", 2),
          ("adjoint", "adjoint", 0), ("nfe_forward", "NFE-F", 1), ("nfe_backward", "NFE-B", 1),
          ("eval_nfe_forward", "NFE (test)", 1), ("activation_memory_mb", "act. mem (MB)", 1),
          ("epoch_time_s", "s/epoch", 2)),
@@ -51,14 +51,14 @@ TABLE_SPECS = {
         "ANODE vs NODE",
         "Dupont et al. 2019: augmented and second-order ODEs against the plain Neural ODE; test error "
         "and the solver's function evaluations.",
-        (("params", "params (M)", 3), ("nfe_forward", "NFE-F", 1), ("nfe_backward", "NFE-B", 1),
+        (("params", "params (M)", -3), ("nfe_forward", "NFE-F", 1), ("nfe_backward", "NFE-B", 1),
          ("eval_nfe_forward", "NFE (test)", 1), ("epoch_time_s", "s/epoch", 2)),
         "NODE, ANODE, SONODE", "test error, NFE"),
     "flows": TableSpec(
         "Continuous normalizing flows",
         "FFJORD and RNODE: bits/dim (images) or NLL in nats (2-D toys), function evaluations and "
         "training time.",
-        (("params", "params (M)", 3), ("nfe_forward", "NFE-F", 1), ("nfe_backward", "NFE-B", 1),
+        (("params", "params (M)", -3), ("nfe_forward", "NFE-F", 1), ("nfe_backward", "NFE-B", 1),
          ("nfe", "NFE (test)", 1), ("epoch_time_s", "s/epoch", 2), ("train_time_s", "train time (s)", 1)),
         "FFJORD, RNODE", "bits/dim, NFE"),
     "stochastic": TableSpec(
@@ -66,7 +66,7 @@ TABLE_SPECS = {
         "Stochastic depth, ShakeDrop, Shake-Shake and dropout: test error, time per epoch and the time "
         "saved against the constant-depth network of the same depth (published: Huang et al. 2016, "
         "Table 2 training hours).",
-        (("params", "params (M)", 3), ("epoch_time_s", "s/epoch", 2),
+        (("params", "params (M)", -3), ("epoch_time_s", "s/epoch", 2),
          ("constant_depth_model", "constant-depth twin", 0), ("constant_depth_time_s", "twin s/epoch", 2),
          ("time_saving_pct", "time saved (%)", 1), ("published_time_saving_pct", "published saving (%)", 1)),
         "stochastic depth, ShakeDrop, Shake-Shake, dropout", "test error, time per epoch"),
@@ -74,14 +74,14 @@ TABLE_SPECS = {
         "Neural SDE robustness",
         "Liu et al. 2019: test accuracy (%) under Gaussian input perturbations of strength sigma "
         "(normalized-input units), Neural SDE beside its ODE counterpart (no noise in training).",
-        (("params", "params (M)", 3), ("test_accuracy", "acc (%)", 2), ("acc_perturb_*", "acc σ={}", 2),
+        (("params", "params (M)", -3), ("test_accuracy", "acc (%)", 2), ("acc_perturb_*", "acc σ={}", 2),
          ("nfe_forward", "NFE-F", 1)),
         "Neural SDE, Neural ODE", "accuracy vs sigma"),
     "latent_sde": TableSpec(
         "Latent SDEs",
         "Li et al. 2020: negative ELBO on held-out series (lower is better), its per-observation value "
         "and KL terms, and the solver's function evaluations.",
-        (("params", "params (M)", 3), ("neg_elbo_per_obs", "−ELBO/obs", 3), ("kl_z0", "KL z0", 2),
+        (("params", "params (M)", -3), ("neg_elbo_per_obs", "−ELBO/obs", 3), ("kl_z0", "KL z0", 2),
          ("kl_path", "KL path", 2), ("nfe_forward", "NFE-F", 1), ("nfe_backward", "NFE-B", 1),
          ("epoch_time_s", "s/epoch", 2)),
         "latent SDE", "negative ELBO, NFE"),
@@ -89,7 +89,7 @@ TABLE_SPECS = {
         "Generative SDEs",
         "Score SDEs (VE, VP, sub-VP) and DDPM: bits/dim through the probability-flow ODE, FID and "
         "Inception score when computed (else the reason), and each sampler's function evaluations.",
-        (("params", "params (M)", 3), ("nfe_likelihood", "NFE (likelihood)", 0),
+        (("params", "params (M)", -3), ("nfe_likelihood", "NFE (likelihood)", 0),
          ("nfe_sample_*", "NFE ({})", 0), ("mmd_*", "MMD² ({})", 4), ("fid", "FID", 2),
          ("published_fid", "published FID", 2), ("inception_score", "IS", 2),
          ("published_inception_score", "published IS", 2), ("fid_not_computed", "FID note", 0), ("epoch_time_s", "s/epoch", 2)),
