@@ -80,12 +80,18 @@ def save(fig, path: Path) -> Path:
 
 
 def draw_all(runs: pd.DataFrame, runs_dir: Path | None, out: Path) -> dict[str, Path]:
-    """Draw every plot of :data:`PLOTS` into ``out/<name>.png``; a plot without data says so."""
+    """Draw every plot of :data:`PLOTS` into ``out/<name>.png``; a plot without data says so.
+
+    Plots of runs from a reduced preset (``comparable: false``) carry that in their title.
+    """
     out.mkdir(parents=True, exist_ok=True)
     ok = runs[runs["status"] == "ok"].copy() if not runs.empty else pd.DataFrame(
         columns=["model", "dataset", "seed", "task", "table", "status"])
+    reduced = "comparable" in ok and not ok["comparable"].fillna(False).astype(bool).all()
     paths = {}
     for name in PLOTS:
         fig = getattr(figures, name)(ok, runs_dir)
+        if reduced:
+            fig.suptitle("reduced preset: not comparable with any paper", fontsize=8, color="#a06000")
         paths[name] = save(fig, out / f"{name}.png")
     return paths
