@@ -69,6 +69,20 @@ def cmd_track_init(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_track_sync(a: argparse.Namespace) -> int:
+    from debench.track.sync import sync
+    from debench.track.tracker import redact
+
+    rep = sync(Path(a.runs), a.uri, min_age_s=a.min_age, dry_run=a.dry_run)
+    for p in rep.uploaded:
+        print(f"{'would upload' if a.dry_run else 'uploaded'} {p}", file=sys.stderr)
+    for s in rep.skipped:
+        print(f"skipped {s}", file=sys.stderr)
+    print(f"{redact(a.uri)}: {len(rep.uploaded)} uploaded, {len(rep.complete)} already complete, "
+          f"{len(rep.skipped)} skipped", file=sys.stderr)
+    return 0
+
+
 def cmd_mlflow_server(a: argparse.Namespace) -> int:
     import os
     import signal
@@ -104,20 +118,6 @@ def cmd_mlflow_server(a: argparse.Namespace) -> int:
             os.killpg(server.pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
-
-
-def cmd_track_sync(a: argparse.Namespace) -> int:
-    from debench.track.sync import sync
-    from debench.track.tracker import redact
-
-    rep = sync(Path(a.runs), a.uri, min_age_s=a.min_age, dry_run=a.dry_run)
-    for p in rep.uploaded:
-        print(f"{'would upload' if a.dry_run else 'uploaded'} {p}", file=sys.stderr)
-    for s in rep.skipped:
-        print(f"skipped {s}", file=sys.stderr)
-    print(f"{redact(a.uri)}: {len(rep.uploaded)} uploaded, {len(rep.complete)} already complete, "
-          f"{len(rep.skipped)} skipped", file=sys.stderr)
-    return 0
 
 
 def cmd_aggregate(a: argparse.Namespace) -> int:
