@@ -25,7 +25,6 @@ import pytest
 import torch
 
 from debench.errors import ConfigError
-from debench.registry import register_model
 from debench.train import checkpoint as ckpt
 from debench.train.loop import train
 from tests.conftest import ROOT, make_spec
@@ -39,19 +38,6 @@ KILL_SEED = 20240917
 
 # ---- numerics ----------------------------------------------------------------------------------
 
-class _NaNAfter3(torch.nn.Module):
-    def __init__(self, num_classes: int = 10, in_channels: int = 3):
-        super().__init__()
-        self.head = torch.nn.Linear(in_channels, num_classes)
-        self.steps = 0
-
-    def forward(self, x):
-        self.steps += self.training
-        out = self.head(x.mean((2, 3)))
-        return out * float("nan") if self.steps >= 12 else out  # 8 steps per epoch: NaN in epoch 2
-
-
-register_model("faults_nan_in_epoch2", family="discrete", paper="test", scheme="none")(_NaNAfter3)
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +50,8 @@ def mnist_cache(tmp_path_factory) -> Path:
 
 
 def test_injected_nan_is_diverged_with_its_epoch(tmp_path, synthetic_cache):
-    rec = train(make_spec(tmp_path, synthetic_cache, model="faults_nan_in_epoch2", protocol={"epochs": 3}))
+    train(make_spec(tmp_path, synthetic_cache, model="test_nan_after",
+                    model_args={"after": 12}, protocol={"epochs": 3}))  # 8 steps per epoch: NaN in epoch 2
     on_disk = json.loads((tmp_path / "run" / "metrics.json").read_text())  # NaN never reaches the JSON
     assert on_disk["status"] == "diverged" and on_disk["failed_epoch"] == 2
     assert "epoch 2" in on_disk["status_detail"] and on_disk["epochs_completed"] == 1

@@ -6,13 +6,12 @@ import json
 import math
 
 import pytest
-import torch
 
-from debench.registry import register_model
 
 from debench.train.loop import train
 from debench.train.protocol import Protocol, lr_at
 from tests.conftest import make_spec
+from tests.nan_model import NaNAfter  # noqa: F401  (registers test_nan_after)
 
 REQUIRED = {
     "schema_version", "experiment", "model", "dataset", "seed", "config_hash", "status", "params",
@@ -71,25 +70,8 @@ def test_resume_after_interruption_gives_identical_metrics(tmp_path, synthetic_c
     assert resumed["epochs_completed"] == 3
 
 
-class _NaNAfter(torch.nn.Module):
-    """Logits turn NaN from the 5th training step on: an injected divergence."""
-
-    def __init__(self, num_classes: int = 10, in_channels: int = 3):
-        super().__init__()
-        self.head = torch.nn.Linear(in_channels, num_classes)
-        self.steps = 0
-
-    def forward(self, x):
-        self.steps += self.training
-        out = self.head(x.mean((2, 3)))
-        return out * float("nan") if self.steps >= 5 else out
-
-
-register_model("test_nan_after_5", family="discrete", paper="test", scheme="none")(_NaNAfter)
-
-
 def test_nan_loss_ends_with_status_diverged(tmp_path, synthetic_cache):
-    rec = train(make_spec(tmp_path, synthetic_cache, model="test_nan_after_5"))
+    rec = train(make_spec(tmp_path, synthetic_cache, model="test_nan_after", model_args={"after": 5}))
     assert rec["status"] == "diverged"
     assert rec["failed_epoch"] == 1 and "epoch 1" in rec["status_detail"]
     assert "test_accuracy" not in rec

@@ -151,7 +151,7 @@ def model_info(name: str) -> ModelInfo:
         return _REGISTRY[name]
     except KeyError:
         close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.5)
-        hint = f"; did you mean {', '.join(close)}?" if close else f"; see `debench models`"
+        hint = f"; did you mean {', '.join(close)}?" if close else "; see `debench models`"
         raise UnknownModelError(f"unknown model {name!r}{hint}") from None
 
 

@@ -10,7 +10,6 @@ stored ``runs.csv`` (:func:`aggregate_rows`); the outputs are byte-identical for
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import re

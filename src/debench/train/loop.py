@@ -347,8 +347,6 @@ def _activation_bytes(model, loss_of, x, y, autocast) -> int | None:
             return saved_activation_bytes(lambda: loss_of(x, y, m=probe)[0], exclude=list(probe.parameters()))
     except RunFailed:
         return None
-    finally:
-        del probe
 
 
 @torch.no_grad()

@@ -17,7 +17,6 @@ adversarial attacks; only Gaussian noise is implemented here).
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import torch
