@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,6 +26,18 @@ def shared_data() -> Path:
     if p is None:
         pytest.skip("offline CIFAR-10/MNIST shards not found (set DEBENCH_SHARED_DATA or place ../shared/data)")
     return p
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models: one intra-op thread is faster, and on a shared 2-core machine two threads
+    spin against each other (the stochastic suite took 121 s with two, 26 s with one)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="session")
@@ -52,3 +67,18 @@ def make_spec(tmp: Path, cache: Path, **overrides) -> dict:
         else:
             spec[k] = v
     return spec
+
+
+def train_concurrently(specs: list[dict], timeout: float) -> list[str]:
+    """Start one ``debench train`` process per spec at once; wait for all; return their output.
+
+    Fails the calling test with the tail of the output of any process that exits non-zero.
+    """
+    procs = [subprocess.Popen([sys.executable, "-m", "debench.cli", "train", "--spec", json.dumps(spec)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for spec in specs]
+    outputs = []
+    for p in procs:
+        out = p.communicate(timeout=timeout)[0].decode()
+        assert p.returncode == 0, out[-2000:]
+        outputs.append(out)
+    return outputs

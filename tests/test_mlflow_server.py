@@ -14,7 +14,7 @@ import urllib.request
 import pytest
 
 from debench.track.tracker import init_store
-from tests.conftest import make_spec
+from tests.conftest import make_spec, train_concurrently
 
 mlflow = pytest.importorskip("mlflow")
 N_JOBS = 8
@@ -68,16 +68,13 @@ def server(tmp_path):
 def test_concurrent_jobs_against_a_server(tmp_path, synthetic_cache, server):
     ids = init_store(server, ["shared"])  # what the track_init rule does, over http
     assert (tmp_path / "store" / "mlflow.db").exists()
-    procs = []
-    for seed in range(N_JOBS):
-        spec = make_spec(tmp_path / f"s{seed}", synthetic_cache, experiment="shared", seed=seed,
-                         protocol={"epochs": 2, "batch_size": 256},
-                         tracking={"enabled": True, "uri": server, "experiment_id": ids["shared"]})
-        procs.append(subprocess.Popen([sys.executable, "-m", "debench.cli", "train", "--spec", json.dumps(spec)],
-                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
-    for p in procs:
-        out = p.communicate(timeout=900)[0].decode()
-        assert p.returncode == 0, out[-2000:]
+    outputs = train_concurrently([
+        make_spec(tmp_path / f"s{seed}", synthetic_cache, experiment="shared", seed=seed,
+                  protocol={"epochs": 2, "batch_size": 256},
+                  tracking={"enabled": True, "uri": server, "experiment_id": ids["shared"]})
+        for seed in range(N_JOBS)
+    ], timeout=900)
+    for out in outputs:
         assert "tracking is off" not in out, out[-2000:]
     client = mlflow.tracking.MlflowClient(server)
     runs = client.search_runs([ids["shared"]])

@@ -10,14 +10,7 @@ import torch
 from debench.registry import create_model, list_models, model_info
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These are tiny models: one intra-op thread is faster, and on a shared 2-core machine two
-    threads spin against each other (the suite took 121 s with two, 26 s with one)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 # Small sizes so the whole family runs in seconds on a CPU (the smoke preset uses the same args).
 SMALL = {

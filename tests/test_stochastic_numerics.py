@@ -19,14 +19,7 @@ from debench.models.stochastic.diffusion_sdes import bcast, make_sde
 from debench.models.stochastic.shake_shake import SHAKE_HOOKS, ShakeShakeMix
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These are tiny models: one intra-op thread is faster, and on a shared 2-core machine two
-    threads spin against each other (the suite took 121 s with two, 26 s with one)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ---------------------------------------------------------------- stochastic depth

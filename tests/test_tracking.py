@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
 from debench.track.tracker import default_tracking_uri, init_store, redact
-from tests.conftest import make_spec
+from tests.conftest import make_spec, train_concurrently
 
 mlflow = pytest.importorskip("mlflow")
 
@@ -25,16 +23,12 @@ def test_parallel_training_processes_all_tracked(tmp_path, synthetic_cache):
     n = 4
     uri = default_tracking_uri(tmp_path)
     ids = init_store(uri, ["parallel"])
-    procs = []
-    for seed in range(n):
-        spec = make_spec(tmp_path / f"s{seed}", synthetic_cache, experiment="parallel", seed=seed,
-                         protocol={"epochs": 2, "batch_size": 128},
-                         tracking={"enabled": True, "uri": uri, "experiment_id": ids["parallel"]})
-        procs.append(subprocess.Popen([sys.executable, "-m", "debench.cli", "train", "--spec", json.dumps(spec)],
-                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
-    for p in procs:
-        out = p.communicate(timeout=600)[0].decode()
-        assert p.returncode == 0, out[-2000:]
+    train_concurrently([
+        make_spec(tmp_path / f"s{seed}", synthetic_cache, experiment="parallel", seed=seed,
+                  protocol={"epochs": 2, "batch_size": 128},
+                  tracking={"enabled": True, "uri": uri, "experiment_id": ids["parallel"]})
+        for seed in range(n)
+    ], timeout=600)
     client = mlflow.tracking.MlflowClient(uri)
     runs = client.search_runs([ids["parallel"]])
     assert len(runs) == n
