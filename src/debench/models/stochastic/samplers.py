@@ -20,7 +20,6 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
-from torchdiffeq import odeint
 
 from debench.models.stochastic.diffusion_sdes import DiffusionSDE, VPSDE, bcast
 
@@ -114,6 +113,14 @@ def ode_velocity(sde: DiffusionSDE, score: Score, x: torch.Tensor, t: torch.Tens
 
 
 @torch.no_grad()
+def odeint(*args, **kwargs) -> torch.Tensor:
+    """torchdiffeq's ``odeint``, imported on first use: it pulls in scipy, which training
+    processes that never sample should not pay for."""
+    from torchdiffeq import odeint as _odeint
+
+    return _odeint(*args, **kwargs)
+
+
 def probability_flow(sde: DiffusionSDE, score: Score, x: torch.Tensor, eps: float = 1e-3, rtol: float = 1e-5,
                      atol: float = 1e-5, method: str = "dopri5") -> tuple[torch.Tensor, int]:
     """Integrate the probability-flow ODE from ``T`` to ``eps``; returns ``(samples, nfe)``."""
