@@ -164,7 +164,8 @@ def test_sigkill_at_random_points_loses_nothing(tmp_path, synthetic_cache):
     # each plan: when to kill, given the process and how far the run had got
     plans = [
         ("during start-up", lambda p: time.sleep(rng.uniform(0.05, 0.5))),
-        ("mid run", lambda p: time.sleep(rng.uniform(2.0, 6.0))),
+        # mid-epoch: a fixed delay would depend on how fast the process starts on this machine
+        ("mid run", lambda p: _wait_rows(rows, done_rows() + 1, p) and time.sleep(rng.uniform(0.1, 0.6))),
         ("right after an epoch row (checkpoint being written)",
          lambda p: _wait_rows(rows, done_rows() + 1, p) and time.sleep(rng.uniform(0.0, 0.03))),
         ("right after an epoch row, later", lambda p: _wait_rows(rows, done_rows() + 1, p)),

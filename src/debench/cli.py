@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -254,5 +255,26 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def run() -> None:
+    """The console script: :func:`main`, then, after a ``train`` that returned, a fast exit.
+
+    A training process ends with everything durable: ``metrics.json`` and the checkpoint are
+    fsynced and renamed, and the MLflow run is ended through the client, each write committed.
+    What remains is the interpreter's teardown of torch and MLflow's module graph, which costs
+    about 1.4 s per process on a 2-core CPU, as much as the smoke preset's whole training step
+    for a small model. So ``train`` flushes logging and the standard streams and leaves with
+    ``os._exit``; the at-exit callbacks it skips (MLflow's fluent-run and telemetry flushes,
+    torch.compile statistics) have nothing to do for a run ended through the client. An
+    exception still unwinds and exits normally, with its traceback.
+    """
+    code = main()
+    if len(sys.argv) > 1 and sys.argv[1] == "train":
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
