@@ -33,7 +33,7 @@ fi
 
 echo "== 3. CIFAR ODE-Net: NFE, memory and time per iteration, adjoint vs seminorm (after 60 warm-up steps)"
 timeout $(( $(left) < 120 ? $(left) : 120 )) $py benchmarks/ode_adjoint.py --device cuda --models odenet_cifar \
-  --batch 128 --repeats 3 --warm-steps 60 2>&1 | tee "$out/ode.txt"
+  --batch 128 --repeats 3 --warm-steps 60 --tols 1e-3 1e-3:1e-6 2>&1 | tee "$out/ode.txt"
 
 echo "== 4. torch.compile on/off (bf16), first epoch pays the compile"
 timeout $(left) $py benchmarks/throughput.py --device cuda --models resnet20 resnet56 --variants bf16 bf16+compile \
