@@ -221,6 +221,20 @@ def test_samplers_recover_gaussian(sde_name, sampler):
     assert abs(cov[0, 1].item()) < 0.03
 
 
+@pytest.mark.parametrize("sampler", ["em", "pc", "ode", "ancestral"])
+def test_samplers_build_no_autograd_graph(sampler):
+    """Sampling with a trainable score network must not record a graph (memory grows with steps)."""
+    torch.manual_seed(0)
+    sde, net = make_sde("vp"), nn.Linear(3, 2)
+    score = lambda x, t: net(torch.cat([x, bcast(t, x)[:, :1]], 1))  # noqa: E731
+    x = sde.prior_sample((8, 2))
+    out = {"em": lambda: S.euler_maruyama(sde, score, x, steps=5),
+           "pc": lambda: S.predictor_corrector(sde, score, x, steps=5),
+           "ode": lambda: S.probability_flow(sde, score, x, rtol=1e-2, atol=1e-2)[0],
+           "ancestral": lambda: S.ancestral(sde, score, x)}[sampler]()
+    assert out.shape == x.shape and not out.requires_grad
+
+
 @pytest.mark.parametrize("sde_name", ["ve", "vp", "subvp"])
 @pytest.mark.parametrize("trace", ["exact", "hutchinson"])
 def test_probability_flow_likelihood_matches_closed_form(sde_name, trace):

@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+
 from debench.errors import SolverFailed
 
 FIXED_STEP = {"euler": 1, "midpoint": 2, "heun3": 3, "rk4": 4, "explicit_adams": 1, "implicit_adams": 5, "fixed_adams": 5}

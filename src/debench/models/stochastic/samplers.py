@@ -112,7 +112,6 @@ def ode_velocity(sde: DiffusionSDE, score: Score, x: torch.Tensor, t: torch.Tens
     return sde.drift(x, tb) - 0.5 * g * g * score(x, tb)
 
 
-@torch.no_grad()
 def odeint(*args, **kwargs) -> torch.Tensor:
     """torchdiffeq's ``odeint``, imported on first use: it pulls in scipy, which training
     processes that never sample should not pay for."""
@@ -121,6 +120,7 @@ def odeint(*args, **kwargs) -> torch.Tensor:
     return _odeint(*args, **kwargs)
 
 
+@torch.no_grad()
 def probability_flow(sde: DiffusionSDE, score: Score, x: torch.Tensor, eps: float = 1e-3, rtol: float = 1e-5,
                      atol: float = 1e-5, method: str = "dopri5") -> tuple[torch.Tensor, int]:
     """Integrate the probability-flow ODE from ``T`` to ``eps``; returns ``(samples, nfe)``."""
