@@ -261,8 +261,8 @@ def run() -> None:
     A training process ends with everything durable: ``metrics.json`` and the checkpoint are
     fsynced and renamed, and the MLflow run is ended through the client, each write committed.
     What remains is the interpreter's teardown of torch and MLflow's module graph, which costs
-    about 1.35 s per process on a 2-core CPU (``benchmarks/job_overhead.py``), a third of a
-    smoke-preset job. So ``train`` flushes logging and the standard streams and leaves with
+    about 1.35 s per process on a 2-core CPU (``benchmarks/job_overhead.py``), about a quarter
+    of a smoke-preset job. So ``train`` flushes logging and the standard streams and leaves with
     ``os._exit``; the at-exit callbacks it skips (MLflow's fluent-run and telemetry flushes,
     torch.compile statistics) have nothing to do for a run ended through the client. An
     exception still unwinds and exits normally, with its traceback.
