@@ -154,6 +154,18 @@ def cmd_merge_runs(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plan(a: argparse.Namespace) -> int:
+    from debench.config import load_config
+    from debench.plan import format_plan, load_measurements, plan
+
+    config = load_config(Path(a.configfile))
+    rows = plan(config, load_measurements(Path(a.measurements)))
+    print(f"plan for {a.configfile} (preset {config['preset']}): "
+          f"{sum(r['runs'] for r in rows)} runs")
+    print(format_plan(rows))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     p = argparse.ArgumentParser(prog="debench", description=__doc__)
@@ -242,6 +254,12 @@ def main(argv: list[str] | None = None) -> int:
     mr.add_argument("--copy-artifacts", action="store_true",
                     help="copy the kept runs' model artifacts to runs/ beside --into (embedded by regenerate)")
     mr.set_defaults(func=cmd_merge_runs)
+
+    pl = sub.add_parser("plan", help="runs, images and estimated device-hours of a config, before any job")
+    pl.add_argument("--configfile", default="config/config.yaml")
+    pl.add_argument("--measurements", default="docs/measurements",
+                    help="folder of throughput JSON files (benchmarks/throughput.py --out)")
+    pl.set_defaults(func=cmd_plan)
 
     a = p.parse_args(argv)
     from debench.data.cache import DatasetError

@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
+from pathlib import Path
 from typing import Any
 
 from debench.errors import ConfigError
@@ -142,6 +143,40 @@ def run_spec(config: dict, experiment: str, dataset: str, model: str, seed: int,
         "data": {"cache": cache}, "tracking": tracking, "plugins": config.get("plugins", []),
         "paths": {"metrics": metrics, "checkpoints": checkpoints},
     }
+
+
+def load_config(path: Path) -> dict:
+    """A config file as the workflow sees it: schema-validated with defaults, then checked.
+
+    Raises:
+        ConfigError: the file is missing or unreadable, or a key is invalid (named).
+    """
+    import yaml
+    from jsonschema import Draft7Validator, ValidationError, validators
+
+    path = Path(path)
+    try:
+        config = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read the config: {exc}") from None
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path}: a config must be a mapping of keys")
+    schema = yaml.safe_load((Path(__file__).resolve().parents[2] / "workflow" / "schemas" /
+                             "config.schema.yaml").read_text())
+
+    def set_defaults(validator, properties, instance, schema):
+        for key, sub in properties.items():
+            if isinstance(instance, dict) and "default" in sub:
+                instance.setdefault(key, sub["default"])
+        yield from Draft7Validator.VALIDATORS["properties"](validator, properties, instance, schema)
+
+    try:
+        validators.extend(Draft7Validator, {"properties": set_defaults})(schema).validate(config)
+    except ValidationError as exc:
+        where = ".".join(str(k) for k in exc.absolute_path) or "(top level)"
+        raise ConfigError(f"{path}: {where}: {exc.message}") from None
+    check_config(config, locate=yaml_locator(str(path)))
+    return config
 
 
 def yaml_locator(path: str):

@@ -1,0 +1,96 @@
+"""debench plan: images per run from the resolved protocol, hours only from measured throughput."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from debench.errors import ConfigError
+from debench.plan import format_plan, load_measurements, plan
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _config(tmp: Path) -> Path:
+    cfg = {
+        "preset": "plantest", "seeds": [0, 1, 2],
+        "data": {"source": "synthetic", "synthetic": {"train_size": 1000, "test_size": 100}},
+        "runtime": {"device": "auto", "amp": "auto", "compile": "auto"},
+        "experiments": {
+            "iters": {"table": "discrete", "datasets": ["cifar10"], "models": ["resnet20", "resnet32"],
+                      "protocol": {"batch_size": 128, "iterations": 64000}},
+            "epochs": {"table": "discrete", "datasets": ["cifar10"], "models": ["resnet20"],
+                       "protocol": {"batch_size": 100, "epochs": 3, "val_fraction": 0.1}},
+        },
+    }
+    path = tmp / "plan.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _measurements(tmp: Path) -> Path:
+    folder = tmp / "meas"
+    folder.mkdir()
+    rows = [{"model": "resnet20", "loop": "bf16+cudagraphs", "device": "GPU-X", "median_img_s": 20000.0},
+            {"model": "resnet20", "loop": "bf16", "device": "GPU-X", "median_img_s": 1.0},  # other loop: unused
+            {"model": "resnet20", "loop": "fp32", "device": "CPU x2 threads", "median_img_s": 500.0}]
+    (folder / "a.json").write_text(json.dumps(rows))
+    # a slower second measurement of the same loop wins (cost estimates take the slower)
+    (folder / "b.json").write_text(json.dumps([{**rows[0], "median_img_s": 16000.0}]))
+    (folder / "notes.json").write_text(json.dumps({"not": "a throughput list"}))
+    return folder
+
+
+def test_hours_are_images_over_measured_throughput_and_unmeasured_models_stay_unknown(tmp_path):
+    from debench.config import load_config
+
+    rows = plan(load_config(_config(tmp_path)), load_measurements(_measurements(tmp_path)))
+    by = {(r["experiment"], r["model"]): r for r in rows}
+    r20 = by[("iters", "resnet20")]
+    assert r20["runs"] == 3 and r20["images"] == 3 * 64000 * 128
+    assert r20["machines"]["GPU-X"]["hours"] == pytest.approx(3 * 64000 * 128 / 16000 / 3600)
+    assert r20["machines"]["GPU-X"]["source"] == "b.json"
+    assert r20["machines"]["CPU x2 threads"]["hours"] == pytest.approx(3 * 64000 * 128 / 500 / 3600)
+    ep = by[("epochs", "resnet20")]
+    assert ep["images"] == 3 * 3 * 900  # synthetic train size less the validation share
+    r32 = by[("iters", "resnet32")]
+    assert r32["machines"]["GPU-X"]["hours"] is None and r32["machines"]["CPU x2 threads"]["hours"] is None
+    text = format_plan(rows)
+    assert "+3 unknown" in text and "resnet32" in text.split("never measured on at least one machine")[1]
+    assert "resnet20 (bf16+cudagraphs) from docs/measurements/b.json" in text
+
+
+def test_cli_prints_the_plan_and_names_a_missing_measurements_folder(tmp_path):
+    cfg = _config(tmp_path)
+    ok = subprocess.run([sys.executable, "-m", "debench.cli", "plan", "--configfile", str(cfg),
+                         "--measurements", str(_measurements(tmp_path))], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    assert "9 runs" in ok.stdout and "total" in ok.stdout
+    bad = subprocess.run([sys.executable, "-m", "debench.cli", "plan", "--configfile", str(cfg),
+                          "--measurements", str(tmp_path / "nowhere")], capture_output=True, text=True)
+    assert bad.returncode == 2 and "nowhere" in bad.stderr
+
+
+def test_a_bad_config_key_is_named(tmp_path):
+    from debench.config import load_config
+
+    path = _config(tmp_path)
+    cfg = yaml.safe_load(path.read_text())
+    cfg["experiments"]["iters"]["protocol"]["lr_typo"] = 0.1
+    path.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ConfigError, match="lr_typo"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="missing.yaml"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_the_survey_config_plans(tmp_path):
+    from debench.config import load_config
+
+    rows = plan(load_config(ROOT / "config" / "config.yaml"), load_measurements(ROOT / "docs" / "measurements"))
+    assert sum(r["runs"] for r in rows) > 100 and all(r["images"] for r in rows)
