@@ -102,3 +102,32 @@ def test_train_command_holds_a_slot_for_the_run(tmp_path, monkeypatch):
         acquire(lock_dir=tmp_path, poll_s=0.05, timeout_s=0.2)  # same lock folder: GPU 7 is held
     assert time.monotonic() - start < 5
     slot.release()
+
+
+def test_several_jobs_per_gpu_spread_over_devices_then_share(tmp_path, monkeypatch):
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    kw = {"ids": ["0", "1"], "lock_dir": tmp_path, "poll_s": 0.01, "jobs_per_gpu": 2}
+    slots = [acquire(**kw) for _ in range(4)]
+    assert [s.device for s in slots] == ["0", "1", "0", "1"]  # least-occupied device first
+    assert len({s.path for s in slots}) == 4
+    with pytest.raises(TimeoutError):
+        acquire(**kw, timeout_s=0.05)  # 2 GPUs x 2 slots are all held
+    slots[1].release()
+    again = acquire(**kw, timeout_s=1.0)
+    assert again.device == "1"
+    for s in slots + [again]:
+        s.release()
+
+
+def test_one_job_per_gpu_keeps_the_old_lock_names_and_bad_counts_are_refused(tmp_path, monkeypatch):
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    slot = acquire(ids=["3"], lock_dir=tmp_path, poll_s=0.01)
+    assert slot.path.name == "gpu3.lock"
+    # a job with jobs_per_gpu=2 on the same host sees slot 0 of GPU 3 as taken and takes slot 1
+    other = acquire(ids=["3"], lock_dir=tmp_path, poll_s=0.01, jobs_per_gpu=2, timeout_s=1.0)
+    assert other.path.name == "gpu3.1.lock"
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="jobs_per_gpu"):
+            acquire(ids=["3"], lock_dir=tmp_path, jobs_per_gpu=bad)
+    slot.release()
+    other.release()

@@ -22,7 +22,8 @@ def _hold_gpu_slot(spec: dict, mode: str, lock_dir: str | None):
         return None
     from debench.gpu_slots import acquire
 
-    return acquire(lock_dir=Path(lock_dir) if lock_dir else None)
+    jobs = spec.get("runtime", {}).get("jobs_per_gpu", 1)
+    return acquire(lock_dir=Path(lock_dir) if lock_dir else None, jobs_per_gpu=jobs)
 
 
 def cmd_train(a: argparse.Namespace) -> int:
