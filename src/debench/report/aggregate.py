@@ -12,7 +12,6 @@ written; the outputs are byte-identical for the same rows.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import math
@@ -27,7 +26,7 @@ from debench.report.compare import config_labels, time_savings
 from debench.report.published import load_published, match
 from debench.report.render import write_table
 from debench.report.schema import ReportInputError
-from debench.report.runs import _TEXT, IDENTITY, adjoint_flag, normalize, read_run_dirs
+from debench.report.runs import IDENTITY, adjoint_flag, canonical, read_run_dirs
 from debench.report.tables import TABLE_NAMES, TABLE_TITLES, row_order, side_keys
 from debench.report.tolerance import Tolerance, parse_tolerances
 from debench.track.atomic import atomic_write_json, atomic_write_text
@@ -185,9 +184,7 @@ def aggregate_rows(runs: pd.DataFrame, published_csv: Path, out_dir: Path, toler
     published = load_published(published_csv)
     runs, missing, stale_rows = _select(runs, expected)
     stale = list(stale or []) + stale_rows
-    text = normalize(runs).to_csv(index=False) if not runs.empty else "\n"
-    # the rows as runs.csv will hold them, so aggregate and regenerate see the same values
-    runs = normalize(pd.read_csv(io.StringIO(text), dtype=_TEXT)) if not runs.empty else runs
+    runs, text = canonical(runs)
     summary = summarize(runs, published, tols) if not runs.empty else pd.DataFrame()
     names = list(TABLE_NAMES if tables is None else tables)
     names += sorted(set(summary["table"]) - set(names)) if not summary.empty else []

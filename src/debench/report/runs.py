@@ -7,6 +7,7 @@ JSON column ``trajectory`` and the reason a metric is missing (``fid_not_compute
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -118,8 +119,22 @@ def read_runs_csv(path: Path) -> pd.DataFrame:
     return normalize(runs)
 
 
+def canonical(runs: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """The rows as a stored ``runs.csv`` gives them back, and that file's text (a fixed point).
+
+    Rows read from records and rows read from a ``runs.csv`` then hold the same values and
+    types (a depth ``56`` beside an empty one is ``56.0`` in both), so aggregate, merge and
+    regenerate write byte-identical files for the same runs.
+    """
+    if runs.empty:
+        return runs, "\n"
+    runs = normalize(pd.read_csv(io.StringIO(normalize(runs).to_csv(index=False)), dtype=_TEXT))
+    return runs, runs.to_csv(index=False)
+
+
 def write_runs_csv(runs: pd.DataFrame, path: Path) -> None:
-    atomic_write_text(path, normalize(runs).to_csv(index=False))
+    """``runs.csv`` (atomically) in the canonical form of :func:`canonical`."""
+    atomic_write_text(path, canonical(runs)[1])
 
 
 def load_runs(source: Path) -> tuple[pd.DataFrame, list[str]]:
