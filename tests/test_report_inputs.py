@@ -130,3 +130,15 @@ def test_banner_counts_rows_devices_and_names_families_not_run(tmp_path):
 def test_the_workflow_hands_the_aggregate_exactly_the_expected_records():
     smk = (ROOT / "workflow" / "rules" / "report.smk").read_text()
     assert "--metrics {input.metrics:q}" in smk and "metrics=all_metrics()" in smk
+
+
+def test_config_schema_accepts_relative_tolerances_and_refuses_others():
+    import yaml
+    from snakemake.utils import validate
+
+    cfg = yaml.safe_load((ROOT / "config" / "smoke.yaml").read_text())
+    cfg["report"]["tolerances"] = {"test_error": 0.5, "params_m": "2%"}
+    validate(cfg, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
+    cfg["report"]["tolerances"]["params_m"] = "two percent"
+    with pytest.raises(Exception, match="params_m|two percent"):
+        validate(cfg, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))

@@ -33,7 +33,8 @@ from debench.track.atomic import atomic_write_json, atomic_write_text
 
 log = logging.getLogger("debench.report")
 VERDICTS = ("reproduced", "not reproduced", "no published number", "not comparable")
-DEFAULT_TOLERANCES = {"test_error": 0.5, "bits_per_dim": 0.02, "params_m": "2%"}
+DEFAULT_TOLERANCES = {"test_error": 0.5, "bits_per_dim": 0.02}
+PARAMS_TOLERANCE = {"params_m": "2%"}  # a parameter count is reproduced within 2% unless the config says otherwise
 ROW_KEY = ["table", "experiment", "mode", "dataset", "model", "config_hash"]
 __all__ = ["aggregate", "aggregate_rows", "summarize", "t_interval", "read_runs", "TABLE_TITLES", "VERDICTS"]
 read_runs = read_run_dirs
@@ -165,7 +166,8 @@ def aggregate_rows(runs: pd.DataFrame, published_csv: Path, out_dir: Path, toler
         runs: one row per run (:func:`debench.report.runs.read_run_dirs` or ``read_runs_csv``).
         published_csv: the vendored published numbers.
         out_dir: destination; every file is written atomically.
-        tolerances: ``report.tolerances``: per metric, absolute (number) or relative (``"2%"``).
+        tolerances: ``report.tolerances``: per metric, absolute (number) or relative (``"2%"``);
+            ``params_m`` (parameter count, millions) defaults to ``"2%"``.
         expected: the runs the configuration asks for (dicts with experiment, dataset, model,
             seed): exactly these are counted; those without a row are listed as ``missing``,
             rows not asked for are left out and listed as ``stale``.
@@ -180,7 +182,7 @@ def aggregate_rows(runs: pd.DataFrame, published_csv: Path, out_dir: Path, toler
         ReportInputError: a bad tolerance, reference selector or published CSV (named).
     """
     problems = list(problems or [])
-    tols = parse_tolerances(tolerances)
+    tols = parse_tolerances({**PARAMS_TOLERANCE, **(tolerances or {})})
     published = load_published(published_csv)
     runs, missing, stale_rows = _select(runs, expected)
     stale = list(stale or []) + stale_rows
