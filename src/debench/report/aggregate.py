@@ -25,8 +25,8 @@ import pandas as pd
 from debench.report.compare import config_labels, time_savings
 from debench.report.published import load_published, match
 from debench.report.render import write_table
-from debench.report.schema import ReportInputError
 from debench.report.runs import IDENTITY, adjoint_flag, canonical, read_run_dirs
+from debench.report.schema import ReportInputError
 from debench.report.tables import TABLE_NAMES, TABLE_TITLES, row_order, side_keys
 from debench.report.tolerance import Tolerance, parse_tolerances
 from debench.track.atomic import atomic_write_json, atomic_write_text
@@ -36,7 +36,7 @@ VERDICTS = ("reproduced", "not reproduced", "no published number", "not comparab
 DEFAULT_TOLERANCES = {"test_error": 0.5, "bits_per_dim": 0.02}
 PARAMS_TOLERANCE = {"params_m": "2%"}  # a parameter count is reproduced within 2% unless the config says otherwise
 ROW_KEY = ["table", "experiment", "mode", "dataset", "model", "config_hash"]
-__all__ = ["aggregate", "aggregate_rows", "summarize", "t_interval", "read_runs", "TABLE_TITLES", "VERDICTS"]
+__all__ = ["TABLE_TITLES", "VERDICTS", "aggregate", "aggregate_rows", "read_runs", "summarize", "t_interval"]
 read_runs = read_run_dirs
 
 
@@ -192,7 +192,7 @@ def aggregate_rows(runs: pd.DataFrame, published_csv: Path, out_dir: Path, toler
     names += sorted(set(summary["table"]) - set(names)) if not summary.empty else []
     counts = {v: int((summary["verdict"] == v).sum()) if not summary.empty else 0 for v in VERDICTS}
     info = {
-        "verdicts": counts, "runs": int(len(runs)),
+        "verdicts": counts, "runs": len(runs),
         "runs_ok": int((runs["status"] == "ok").sum()) if not runs.empty else 0,
         "runs_failed": int((runs["status"] != "ok").sum()) if not runs.empty else 0,
         "comparable": bool(runs["comparable"].fillna(False).astype(bool).all()) if not runs.empty else None,

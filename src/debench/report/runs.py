@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -80,7 +81,7 @@ def _trajectory(epochs_csv: Path) -> str | None:
 
 def adjoint_flag(model_args_adjoint: object) -> str:
     """``yes``/``no``/``""``: the run's recorded ``model_args.adjoint`` (merged with the factory's defaults)."""
-    if model_args_adjoint is None or (isinstance(model_args_adjoint, float) and model_args_adjoint != model_args_adjoint):
+    if model_args_adjoint is None or (isinstance(model_args_adjoint, float) and math.isnan(model_args_adjoint)):
         return ""
     return "yes" if str(model_args_adjoint).lower() in ("true", "1", "1.0", "yes") else "no"
 
