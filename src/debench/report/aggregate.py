@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +22,10 @@ import numpy as np
 import pandas as pd
 
 from debench.report.compare import config_labels, time_savings
+from debench.report.expected import devices, identity_from_path, not_yet_run, select_expected
 from debench.report.published import load_published, match
 from debench.report.render import write_table
-from debench.report.runs import IDENTITY, adjoint_flag, canonical, read_run_dirs
-from debench.report.schema import ReportInputError
+from debench.report.runs import adjoint_flag, canonical, read_run_dirs
 from debench.report.tables import TABLE_NAMES, TABLE_TITLES, row_order, side_keys
 from debench.report.tolerance import Tolerance, parse_tolerances
 from debench.track.atomic import atomic_write_json, atomic_write_text
@@ -141,20 +140,6 @@ def _verdict(row: dict[str, Any], comparable: bool, tolerance: Tolerance | None)
     return "reproduced" if inside or close else "not reproduced"
 
 
-def _select(runs: pd.DataFrame, expected: list[dict[str, Any]] | None) -> tuple[pd.DataFrame, list, list]:
-    """Split rows into the expected ones and stale ones; list expected runs without a row."""
-    if expected is None:
-        return runs, [], []
-    want = {(str(e["experiment"]), str(e["dataset"]), str(e["model"]), int(e["seed"])) for e in expected}
-    have = [] if runs.empty else list(zip(runs.experiment, runs.dataset, runs.model, runs.seed.astype(int)))
-    keep = np.array([k in want for k in have], dtype=bool)
-    stale = [] if runs.empty else [dict(zip(IDENTITY + ["config_hash"], (*k, h)))
-                                   for k, h, kept in zip(have, runs["config_hash"], keep) if not kept]
-    missing = [e for e in expected
-               if (str(e["experiment"]), str(e["dataset"]), str(e["model"]), int(e["seed"])) not in set(have)]
-    return (runs[keep].reset_index(drop=True) if not runs.empty else runs), missing, stale
-
-
 def aggregate_rows(runs: pd.DataFrame, published_csv: Path, out_dir: Path, tolerances: dict[str, Any] | None = None,
                    expected: list[dict[str, Any]] | None = None, tables: list[str] | None = None,
                    problems: list[str] | None = None, stale: list[Any] | None = None) -> pd.DataFrame:
@@ -184,7 +169,7 @@ def aggregate_rows(runs: pd.DataFrame, published_csv: Path, out_dir: Path, toler
     problems = list(problems or [])
     tols = parse_tolerances({**PARAMS_TOLERANCE, **(tolerances or {})})
     published = load_published(published_csv)
-    runs, missing, stale_rows = _select(runs, expected)
+    runs, missing, stale_rows = select_expected(runs, expected)
     stale = list(stale or []) + stale_rows
     runs, text = canonical(runs)
     summary = summarize(runs, published, tols) if not runs.empty else pd.DataFrame()
@@ -198,9 +183,9 @@ def aggregate_rows(runs: pd.DataFrame, published_csv: Path, out_dir: Path, toler
         "comparable": bool(runs["comparable"].fillna(False).astype(bool).all()) if not runs.empty else None,
         "presets": sorted(set(runs["preset"].dropna())) if "preset" in runs else [],
         "tables_run": sorted(set(summary["table"])) if not summary.empty else [],
-        "missing": missing, "incomplete": missing, "not_yet_run_rows": _not_yet_run(missing, summary),
+        "missing": missing, "incomplete": missing, "not_yet_run_rows": not_yet_run(missing, summary),
         "stale": stale, "unreadable": problems, "tables": names,
-        "devices": _devices(runs), "tolerances": {k: t.label() for k, t in tols.items()},
+        "devices": devices(runs), "tolerances": {k: t.label() for k, t in tols.items()},
     }
     out_dir = Path(out_dir)
     atomic_write_text(out_dir / "runs.csv", text)
@@ -215,24 +200,6 @@ def aggregate_rows(runs: pd.DataFrame, published_csv: Path, out_dir: Path, toler
     if stale:
         log.warning("%d stale run(s) the config no longer asks for were left out", len(stale))
     return summary
-
-
-def _not_yet_run(missing: list[dict[str, Any]], summary: pd.DataFrame) -> int:
-    """Table rows (experiment, dataset, model) expected but without any run yet."""
-    have = set() if summary.empty else set(zip(summary.experiment, summary.dataset, summary.model))
-    keys = {(e.get("experiment"), e.get("dataset"), e.get("model")) for e in missing}
-    return len(keys - have)
-
-
-def _devices(runs: pd.DataFrame) -> dict[str, int]:
-    """Runs per device (``provenance.device_name``, else ``runtime.device_type``)."""
-    for col in ("provenance.device_name", "runtime.device_type"):
-        if not runs.empty and col in runs and runs[col].notna().any():
-            return {str(k): int(v) for k, v in runs[col].dropna().astype(str).value_counts().sort_index().items()}
-    return {}
-
-
-_LAYOUT = re.compile(r"(?P<experiment>[^/]+)/(?P<dataset>[^/]+)/(?P<model>[^/]+)/seed(?P<seed>\d+)/metrics\.json$")
 
 
 def aggregate(runs_dir: Path, published_csv: Path, out_dir: Path, tolerances: dict[str, Any] | None = None,
@@ -258,15 +225,10 @@ def aggregate(runs_dir: Path, published_csv: Path, out_dir: Path, tolerances: di
         known = {p.resolve() for p in wanted}
         stale = [str(p) for p in sorted(runs_dir.rglob("metrics.json")) if p.resolve() not in known]
         if expected is None:
-            expected = [_identity(p) for p in wanted]
+            expected = [identity_from_path(p) for p in wanted]
         runs, problems = read_run_dirs(runs_dir, present, unreadable)
     else:
         runs, problems = read_run_dirs(runs_dir, None, unreadable)
     return aggregate_rows(runs, published_csv, out_dir, tolerances, expected, tables, problems, stale)
 
 
-def _identity(path: Path) -> dict[str, Any]:
-    m = _LAYOUT.search(Path(path).as_posix())
-    if not m:
-        raise ReportInputError(f"{path}: not a run record path <experiment>/<dataset>/<model>/seed<N>/metrics.json")
-    return {**m.groupdict(), "seed": int(m["seed"]), "path": str(path)}
