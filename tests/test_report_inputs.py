@@ -36,6 +36,7 @@ def _snapshot(folder):
     return {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
 
+@pytest.mark.slow  # a fresh interpreter imports pandas, scipy and matplotlib: about 8 s on 2 cores
 def test_regenerate_imports_no_torch_and_the_plugin_row_keeps_its_published_number(stored, tmp_path):
     block = ("import sys\n"
              "class Block:  # importing torch, the registry or any model raises\n"
