@@ -26,7 +26,7 @@ def config_labels(summary: pd.DataFrame, runs: pd.DataFrame) -> list[str]:
     Returns:
         One label per summary row, in order.
     """
-    first = runs.drop_duplicates(SAME_ROW + ["config_hash"]).set_index(SAME_ROW + ["config_hash"])
+    first = runs.drop_duplicates(SAME_ROW + ["config_hash"]).set_index(SAME_ROW + ["config_hash"]).sort_index()
     settings = [c for c in runs.columns if c.startswith(SETTING_GROUPS)]
     labels = []
     hashes = summary.groupby(SAME_ROW, dropna=False)["config_hash"].transform("nunique")
