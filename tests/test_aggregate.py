@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from debench.cli import main
 from debench.report.aggregate import DEFAULT_TOLERANCES, aggregate, t_interval
 from debench.report.html import build_report
 from debench.report.published import load_published, match, time_saving_pct
@@ -92,7 +93,7 @@ def test_tables_are_deterministic(tmp_path):
         assert (tmp_path / "a" / "tables" / name).read_bytes() == (tmp_path / "b" / "tables" / name).read_bytes()
 
 
-def test_a_damaged_run_stops_the_aggregate_naming_the_file_and_nothing_is_lost(tmp_path):
+def test_a_damaged_run_stops_the_aggregate_naming_the_file_and_nothing_is_lost(tmp_path, capsys):
     write_run(tmp_path / "runs", "resnet20", 0, 8.0)
     bad = write_run(tmp_path / "runs", "resnet20", 1, 8.4)
     aggregate(tmp_path / "runs", PUBLISHED, tmp_path / "out")
@@ -100,6 +101,10 @@ def test_a_damaged_run_stops_the_aggregate_naming_the_file_and_nothing_is_lost(t
     bad.write_text(bad.read_text()[:40])                        # truncated
     with pytest.raises(RunRecordError, match=r"seed1/metrics.json: unreadable"):
         aggregate(tmp_path / "runs", PUBLISHED, tmp_path / "out")
+    assert {p: p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file()} == before
+    rc = main(["aggregate", "--runs", str(tmp_path / "runs"), "--published", str(PUBLISHED),
+               "--out", str(tmp_path / "out")])
+    assert rc == 2 and str(bad) in capsys.readouterr().err
     assert {p: p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file()} == before
     # at the user's explicit option the run is shown as unreadable, never dropped silently
     aggregate(tmp_path / "runs", PUBLISHED, tmp_path / "shown", unreadable="show")

@@ -158,7 +158,8 @@ def memory_vs_depth(ok, runs_dir):
     drawn = False
     deep = rows.dropna(subset=["model_meta.depth"]) if "model_meta.depth" in rows and not rows.empty else rows.iloc[:0]
     deep = deep[deep["family"] == "discrete"] if "family" in deep else deep.iloc[:0]
-    for (scheme, ds), g in deep.groupby([deep.get("scheme", deep["family"]).fillna(""), "dataset"]) if not deep.empty else []:
+    label = deep["scheme"].fillna("") if "scheme" in deep else deep["family"]
+    for (scheme, ds), g in deep.groupby([label, "dataset"]) if not deep.empty else []:
         g = g.groupby(pd.to_numeric(g["model_meta.depth"]).astype(int))["per_example"].mean()
         ax.plot(g.index, g.values, marker="o", lw=1, label=f"{scheme} / {ds}")
         drawn = True

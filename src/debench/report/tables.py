@@ -45,7 +45,8 @@ TABLE_SPECS = {
         "function evaluations per training step forward (NFE-F) and backward (NFE-B), and autograd's "
         "saved activations with and without the adjoint.",
         (("params", "params (M)", -3), ("published_params_m", "published params (M)", 2),
-         ("params_verdict", "params verdict", 0), ("adjoint", "adjoint", 0), ("nfe_forward", "NFE-F", 1), ("nfe_backward", "NFE-B", 1),
+         ("params_verdict", "params verdict", 0), ("adjoint", "adjoint", 0), ("nfe_forward", "NFE-F", 1),
+         ("nfe_backward", "NFE-B", 1),
          ("eval_nfe_forward", "NFE (test)", 1), ("activation_memory_mb", "act. mem (MB)", 1),
          ("epoch_time_s", "s/epoch", 2)),
         "ResNet-6, RK-Net, ODE-Net", "test error, NFE, memory"),
