@@ -122,6 +122,9 @@ def test_a_record_without_a_contract_field_is_refused_by_name(tmp_path):
     path.write_text(json.dumps(record("resnet20", 0, value=None)))           # ok but no test_error
     with pytest.raises(RunRecordError, match="'test_error'"):
         aggregate(tmp_path / "runs", PUBLISHED, tmp_path / "out")
+    path.write_text(json.dumps(record("resnet20", 0, value=None, test_error="n/a")))
+    with pytest.raises(RunRecordError, match="'test_error' .* is 'n/a', not a number"):
+        aggregate(tmp_path / "runs", PUBLISHED, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 

@@ -95,6 +95,10 @@ def check_row(row: dict[str, Any], where: str) -> None:
             raise RunRecordError(f"{where}: no column {metric!r}, the primary metric of this finished run")
         if _empty(row[metric]):
             raise RunRecordError(f"{where}: status ok but field {metric!r} (its primary metric) is empty")
+        try:
+            float(row[metric])
+        except (TypeError, ValueError):
+            raise RunRecordError(f"{where}: field {metric!r} (its primary metric) is {row[metric]!r}, not a number") from None
 
 
 def read_record(path: Path) -> dict[str, Any]:
