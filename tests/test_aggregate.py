@@ -152,6 +152,8 @@ def test_only_the_runs_the_config_asks_for_are_counted(tmp_path):
     assert list(summary["n"]) == [1] and summary.iloc[0]["mean"] == 8.0 and summary.iloc[0]["config"] == ""
     info = json.loads((tmp_path / "out" / "tables" / "summary.json").read_text())
     assert info["stale"] == [str(stale)] and info["runs"] == 1
+    page = build_report(tmp_path / "out", tmp_path / "out" / "report").read_text()
+    assert 'id="stale"' in page and str(stale) in page
     assert [(m["model"], m["seed"]) for m in info["missing"]] == [("resnet56", 0)] and info["not_yet_run_rows"] == 1
     # the same from identities (runs.csv rows): the stale row is left out and named
     expected = [{"experiment": "exp", "dataset": "cifar10", "model": "resnet20", "seed": 0}]

@@ -123,6 +123,10 @@ def build_report(tables_dir: Path, out: Path, runs_dir: Path | None = None) -> P
         f"<li>stale runs the config no longer asks for (left out): {len(info.get('stale', []))}</li>"
         f"<li>tables not yet run: {html.escape(', '.join(t for t in info['tables'] if t not in run_tables) or 'none')}</li>"
         "</ul>")
+    if info.get("stale"):
+        parts.append('<h2>Stale runs (left out)</h2><ul id="stale">' + "".join(
+            f"<li>{html.escape(s if isinstance(s, str) else json.dumps(s, sort_keys=True))}</li>"
+            for s in info["stale"]) + "</ul>")
     if info.get("unreadable"):
         parts.append('<h2>Unreadable runs</h2><ul id="unreadable">' + "".join(
             f"<li>{html.escape(p)}</li>" for p in info["unreadable"]) + "</ul>")
