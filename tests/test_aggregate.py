@@ -9,23 +9,21 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from debench.report.aggregate import aggregate, t_interval
+from debench.cli import main
+from debench.report.aggregate import DEFAULT_TOLERANCES, aggregate, t_interval
+from debench.report.html import build_report
 from debench.report.published import load_published, match, time_saving_pct
+from debench.report.schema import ReportInputError, RunRecordError
 from tests.conftest import ROOT
+from tests.report_records import REFERENCES, record, write_record
 
 PUBLISHED = ROOT / "config" / "reference" / "published_results.csv"
 
 
-def write_run(root, model, seed, error, status="ok", table="discrete", comparable=True, mode="paper"):
-    d = root / "exp" / "cifar10" / model / f"seed{seed}"
-    d.mkdir(parents=True)
-    rec = {"experiment": "exp", "table": table, "mode": mode, "comparable": comparable, "model": model,
-           "dataset": "cifar10", "seed": seed, "status": status, "metric": "test_error",
-           "family": "discrete", "task": "classify", "params": 1000, "epoch_time_s": 1.0,
-           "provenance": {"git_commit": "abc"}, "protocol": {"lr": 0.1}}
-    if status == "ok":
-        rec.update(test_error=error, test_accuracy=100 - error)
-    (d / "metrics.json").write_text(json.dumps(rec))
+def write_run(root, model, seed, error, status="ok", table="discrete", comparable=True, mode="paper", **extra):
+    extra.setdefault("epoch_time_s", 1.0)
+    rec = record(model, seed, value=error, status=status, table=table, comparable=comparable, mode=mode, **extra)
+    return write_record(root, rec)
 
 
 def test_vendored_csv_is_the_shared_copy_with_every_column():
@@ -46,10 +44,11 @@ def test_t_interval_matches_the_formula():
 
 def test_match_prefers_mean_of_runs_and_converts_accuracy():
     df = load_published(PUBLISHED)
-    m = match(df, "resnet110", "cifar10", "test_error")
+    m = match(df, REFERENCES["resnet110"], "cifar10", "test_error")
     assert m["value"] == pytest.approx(6.61) and "mean" in m["variant"] and m["tag"] == "PRIMARY"
-    assert match(df, "resnet20", "cifar10", "test_error")["value"] == pytest.approx(8.75)
-    assert match(df, "resnet20", "cifar100", "test_error") is None
+    assert match(df, REFERENCES["resnet20"], "cifar10", "test_error")["value"] == pytest.approx(8.75)
+    assert match(df, REFERENCES["resnet20"], "cifar100", "test_error") is None
+    assert match(df, [], "cifar10", "test_error") is None
 
 
 def test_verdicts_failed_runs_and_tables(tmp_path):
@@ -94,21 +93,121 @@ def test_tables_are_deterministic(tmp_path):
         assert (tmp_path / "a" / "tables" / name).read_bytes() == (tmp_path / "b" / "tables" / name).read_bytes()
 
 
-def test_incomplete_and_unreadable_runs_are_reported_not_fatal(tmp_path):
+def test_a_damaged_run_stops_the_aggregate_naming_the_file_and_nothing_is_lost(tmp_path, capsys):
     write_run(tmp_path / "runs", "resnet20", 0, 8.0)
-    bad = tmp_path / "runs" / "exp" / "cifar10" / "resnet20" / "seed1"
-    bad.mkdir(parents=True)
-    (bad / "metrics.json").write_text('{"truncated": ')
-    expected = [{"experiment": "exp", "dataset": "cifar10", "model": "resnet20", "seed": s} for s in (0, 1, 2)]
-    aggregate(tmp_path / "runs", PUBLISHED, tmp_path / "out", expected=expected)
+    bad = write_run(tmp_path / "runs", "resnet20", 1, 8.4)
+    aggregate(tmp_path / "runs", PUBLISHED, tmp_path / "out")
+    before = {p: p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file()}
+    bad.write_text(bad.read_text()[:40])                        # truncated
+    with pytest.raises(RunRecordError, match=r"seed1/metrics.json: unreadable"):
+        aggregate(tmp_path / "runs", PUBLISHED, tmp_path / "out")
+    assert {p: p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file()} == before
+    rc = main(["aggregate", "--runs", str(tmp_path / "runs"), "--published", str(PUBLISHED),
+               "--out", str(tmp_path / "out")])
+    assert rc == 2 and str(bad) in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file()} == before
+    # at the user's explicit option the run is shown as unreadable, never dropped silently
+    aggregate(tmp_path / "runs", PUBLISHED, tmp_path / "shown", unreadable="show")
+    info = json.loads((tmp_path / "shown" / "tables" / "summary.json").read_text())
+    assert len(info["unreadable"]) == 1 and "seed1/metrics.json" in info["unreadable"][0]
+    assert 'id="unreadable"' in build_report(tmp_path / "shown", tmp_path / "shown" / "report").read_text()
+
+
+def test_a_record_without_a_contract_field_is_refused_by_name(tmp_path):
+    rec = record("resnet20", 0)
+    del rec["model_meta"]["constant_depth_twin"]
+    path = write_record(tmp_path / "runs", rec)
+    with pytest.raises(RunRecordError, match=r"metrics.json: missing field\(s\) model_meta.constant_depth_twin"):
+        aggregate(tmp_path / "runs", PUBLISHED, tmp_path / "out")
+    path.write_text(json.dumps(record("resnet20", 0, value=None)))           # ok but no test_error
+    with pytest.raises(RunRecordError, match="'test_error'"):
+        aggregate(tmp_path / "runs", PUBLISHED, tmp_path / "out")
+    path.write_text(json.dumps(record("resnet20", 0, value=None, test_error="n/a")))
+    with pytest.raises(RunRecordError, match="'test_error' .* is 'n/a', not a number"):
+        aggregate(tmp_path / "runs", PUBLISHED, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_runs_of_different_configs_are_never_averaged(tmp_path):
+    write_run(tmp_path / "runs", "resnet20", 0, 8.0, config_hash="aaaa1111", protocol={"lr": 0.1})
+    write_run(tmp_path / "runs", "resnet20", 1, 9.0, config_hash="aaaa1111", protocol={"lr": 0.1})
+    write_run(tmp_path / "runs", "resnet20", 2, 20.0, config_hash="bbbb2222", protocol={"lr": 0.05})
+    summary = aggregate(tmp_path / "runs", PUBLISHED, tmp_path / "out").set_index("config_hash")
+    assert list(summary["n"]) == [2, 1]
+    assert summary.loc["aaaa1111", "mean"] == pytest.approx(8.5) and summary.loc["bbbb2222", "mean"] == 20.0
+    assert summary.loc["aaaa1111", "config"] == "aaaa1111: protocol.lr=0.1"
+    assert summary.loc["bbbb2222", "config"] == "bbbb2222: protocol.lr=0.05"
+    md = (tmp_path / "out" / "tables" / "discrete.md").read_text()
+    assert "bbbb2222: protocol.lr=0.05" in md and "| 20.00 |" in md
+
+
+def test_only_the_runs_the_config_asks_for_are_counted(tmp_path):
+    """seeds [0, 1], then seeds [0] with another lr: seed 1 is stale, never mixed in."""
+    runs = tmp_path / "runs"
+    write_run(runs, "resnet20", 0, 8.0, config_hash="new", protocol={"lr": 0.05})
+    stale = write_run(runs, "resnet20", 1, 30.0, config_hash="old", protocol={"lr": 0.1})
+    want = [runs / "exp" / "cifar10" / "resnet20" / "seed0" / "metrics.json",
+            runs / "exp" / "cifar10" / "resnet56" / "seed0" / "metrics.json"]
+    summary = aggregate(runs, PUBLISHED, tmp_path / "out", metrics=want)
+    assert list(summary["n"]) == [1] and summary.iloc[0]["mean"] == 8.0 and summary.iloc[0]["config"] == ""
     info = json.loads((tmp_path / "out" / "tables" / "summary.json").read_text())
-    assert [e["seed"] for e in info["incomplete"]] == [1, 2]
-    assert len(info["unreadable"]) == 1 and "seed1" in info["unreadable"][0]
+    assert info["stale"] == [str(stale)] and info["runs"] == 1
+    page = build_report(tmp_path / "out", tmp_path / "out" / "report").read_text()
+    assert 'id="stale"' in page and str(stale) in page
+    assert [(m["model"], m["seed"]) for m in info["missing"]] == [("resnet56", 0)] and info["not_yet_run_rows"] == 1
+    # the same from identities (runs.csv rows): the stale row is left out and named
+    expected = [{"experiment": "exp", "dataset": "cifar10", "model": "resnet20", "seed": 0}]
+    aggregate(runs, PUBLISHED, tmp_path / "ids", expected=expected)
+    info = json.loads((tmp_path / "ids" / "tables" / "summary.json").read_text())
+    assert info["runs"] == 1 and [(s["seed"], s["config_hash"]) for s in info["stale"]] == [(1, "old")]
+
+
+def test_tolerances_absolute_relative_and_parameter_counts(tmp_path):
+    write_run(tmp_path / "runs", "resnet56", 0, 7.3)                            # published 6.97
+    s = aggregate(tmp_path / "runs", PUBLISHED, tmp_path / "a", tolerances={"test_error": "5%"}).iloc[0]
+    assert s["verdict"] == "reproduced" and s["tolerance"] == "±5% (relative)"   # 0.33 <= 0.35
+    s = aggregate(tmp_path / "runs", PUBLISHED, tmp_path / "b", tolerances={"test_error": "4%"}).iloc[0]
+    assert s["verdict"] == "not reproduced"                                      # 0.33 > 0.28
+    assert "±4% (relative)" in (tmp_path / "b" / "tables" / "discrete.md").read_text()
+    with pytest.raises(ReportInputError, match="report.tolerances.test_error"):
+        aggregate(tmp_path / "runs", PUBLISHED, tmp_path / "c", tolerances={"test_error": "five"})
+    ode = tmp_path / "ode"
+    write_run(ode, "odenet_mnist", 0, 0.5, dataset="mnist", table="neural_ode", params=224_000)   # published 0.22 M
+    write_run(ode, "odenet_mnist", 1, 0.5, dataset="mnist", table="neural_ode", params=226_000,
+              config_hash="h1")
+    by = aggregate(ode, PUBLISHED, tmp_path / "d", tolerances=DEFAULT_TOLERANCES).set_index("config_hash")
+    assert by.loc["h0", "params_verdict"] == "reproduced" and by.loc["h1", "params_verdict"] == "not reproduced"
+
+
+def test_time_saving_from_the_record_twin_median_and_compile_mode(tmp_path):
+    runs = tmp_path / "runs"
+    for model, median, mean in (("resnet110", 4.0, 9.0), ("stochastic_depth_resnet110", 3.0, 9.0)):
+        write_run(runs, model, 0, 6.0, table="stochastic", epoch_time_median_s=median, epoch_time_s=mean)
+    write_run(runs, "resnet110", 1, 6.0, table="stochastic", epoch_time_median_s=1.0, epoch_time_s=1.0,
+              config_hash="compiled", model_meta={"compiled": "max-autotune"})
+    summary = aggregate(runs, PUBLISHED, tmp_path / "out")
+    sd = summary.set_index("model").loc["stochastic_depth_resnet110"]
+    assert sd["constant_depth_model"] == "resnet110" and sd["constant_depth_time_s"] == 4.0
+    assert sd["time_saving_pct"] == pytest.approx(25.0) and sd["time_note"] == ""
+    assert sd["published_time_saving_pct"] == pytest.approx(100 * (1 - 15.12 / 20.70))
+    # no median recorded: the mean is used, and the table says so
+    write_run(tmp_path / "old", "resnet110", 0, 6.0, table="stochastic", epoch_time_s=4.0)
+    write_run(tmp_path / "old", "stochastic_depth_resnet110", 0, 6.0, table="stochastic", epoch_time_s=2.0)
+    sd = aggregate(tmp_path / "old", PUBLISHED, tmp_path / "o").set_index("model").loc["stochastic_depth_resnet110"]
+    assert sd["time_saving_pct"] == pytest.approx(50.0) and "epoch_time_median_s absent" in sd["time_note"]
 
 
 def test_published_side_numbers():
     df = load_published(PUBLISHED)
     assert time_saving_pct(df, "cifar10", "110") == pytest.approx(100 * (1 - 15.12 / 20.70))
     assert math.isnan(time_saving_pct(df, "cifar10", "56"))
-    assert match(df, "odenet_mnist", "mnist", "test_error")["params_m"] == pytest.approx(0.22)
-    assert match(df, "ddpm_cifar", "cifar10", "fid")["value"] == pytest.approx(3.24)
+    assert match(df, REFERENCES["odenet_mnist"], "mnist", "test_error")["params_m"] == pytest.approx(0.22)
+    assert match(df, REFERENCES["ddpm_cifar"], "cifar10", "fid")["value"] == pytest.approx(3.24)
+
+
+def test_fixture_references_are_the_registry_s():
+    """The hand-built records carry the selectors the registry gives (so the fixtures stay honest)."""
+    from debench.registry import model_info
+
+    for model, refs in REFERENCES.items():
+        assert list(model_info(model).reference) == refs, model

@@ -16,8 +16,10 @@ from debench.report.html import build_report
 from debench.report.plots import PLOTS
 from debench.report.regenerate import regenerate
 from debench.report.runs import merge_runs, read_runs_csv
+from debench.report.schema import RunRecordError
 from debench.report.tables import NOT_RUN, TABLE_NAMES
 from tests.conftest import ROOT
+from tests.report_records import record
 
 PUBLISHED = ROOT / "config" / "reference" / "published_results.csv"
 STORED = ROOT / "results" / "published" / "runs.csv"
@@ -37,17 +39,11 @@ def write_run(root, experiment, table, model, dataset, seed, metric, value, *, c
               date="2026-01-01T00:00:00+00:00", config_hash="h0", artifacts=(), extra=None, epochs=2):
     d = root / experiment / dataset / model / f"seed{seed}"
     d.mkdir(parents=True)
-    rec = {"experiment": experiment, "table": table, "mode": mode, "comparable": comparable, "model": model,
-           "dataset": dataset, "seed": seed, "status": "ok", "metric": metric, metric: value,
-           "family": "discrete", "task": "classify" if metric == "test_error" else "generate", "params": 270000,
-           "epoch_time_s": 1.0 + seed / 10, "batch_size": 16, "activation_memory_mb": 20.0, "config_hash": config_hash,
-           "preset": "unit", "model_args": {}, "protocol": {"lr": 0.1, "milestones": [1, 2]},
-           "runtime": {"device_type": "cpu"}, "epoch_csv": "epochs.csv",
-           "provenance": {"git_commit": "abc123", "git_dirty": False, "date_utc": date, "torch_version": "2.x",
-                          "device_name": "x86_64"}}
-    if metric == "test_error":
-        rec["test_accuracy"] = 100 - value
-    rec.update(extra or {})
+    rec = record(model, seed, experiment=experiment, dataset=dataset, table=table, metric=metric, value=value,
+                 comparable=comparable, mode=mode, config_hash=config_hash, epoch_time_s=1.0 + seed / 10,
+                 activation_memory_mb=20.0, epoch_csv="epochs.csv", provenance={"date_utc": date})
+    for key, v in (extra or {}).items():
+        rec[key] = {**rec[key], **v} if isinstance(v, dict) and isinstance(rec.get(key), dict) else v
     for rel in artifacts:
         if rel.endswith(".png"):
             _png(d / rel)
@@ -77,9 +73,11 @@ def make_runs(root):
     write_run(root, "neural_ode_mnist", "neural_ode", "odenet_mnist", "mnist", 0, "test_error", 0.6,
               extra={"nfe_forward": 26.0, "nfe_backward": 32.0, "model_args": {"adjoint": True}})
     write_run(root, "neural_sde_cifar", "neural_sde", "neural_sde_cifar", "cifar10", 0, "test_error", 20.0,
-              extra={"acc_perturb_0": 80.0, "acc_perturb_0.1": 70.0, "acc_perturb_0.5": 40.0})
+              extra={"acc_perturb_0": 80.0, "acc_perturb_0.1": 70.0, "acc_perturb_0.5": 40.0,
+                     "model_args": {"sigma": 0.1}})
     write_run(root, "neural_sde_cifar", "neural_sde", "neural_sde_cifar_ode", "cifar10", 0, "test_error", 19.0,
-              extra={"acc_perturb_0": 81.0, "acc_perturb_0.1": 60.0, "acc_perturb_0.5": 20.0})
+              extra={"acc_perturb_0": 81.0, "acc_perturb_0.1": 60.0, "acc_perturb_0.5": 20.0,
+                     "model_args": {"sigma": 0.0}})
     write_run(root, "score_sde", "generative", "score_sde_ve_cifar", "cifar10", 0, "bits_per_dim", 3.5,
               artifacts=("artifacts/fid_not_computed.txt", "artifacts/samples_em.png"),
               extra={"nfe_likelihood": 140.0, "nfe_sample_em": 1000.0})
@@ -210,6 +208,14 @@ def test_stored_results_rebuild_deterministically(tmp_path):
     if not STORED.exists():
         pytest.skip("results/published/runs.csv is not in this checkout")
     assert "not comparable" in (STORED.parent / "README.md").read_text()
+    header = STORED.read_text().splitlines()[0].split(",")
+    if "model_meta.reference" not in header:
+        # rows older than run-record schema 2 are refused by name until the file is rebuilt from new records
+        rc = main(["regenerate", "--runs-csv", str(STORED), "--out", str(tmp_path / "old")])
+        assert rc == 2 and not (tmp_path / "old").exists()
+        with pytest.raises(RunRecordError, match="missing column.*model_meta.reference"):
+            read_runs_csv(STORED)
+        return
     regenerate(STORED, tmp_path / "a", PUBLISHED)
     aggregate_rows(read_runs_csv(STORED), PUBLISHED, tmp_path / "b", DEFAULT_TOLERANCES)
     info = json.loads((tmp_path / "a" / "tables" / "summary.json").read_text())

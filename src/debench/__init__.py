@@ -4,7 +4,14 @@ The public surface is the model registry; training, tracking and reporting live 
 ``debench.train``, ``debench.track`` and ``debench.report`` packages and the ``debench`` CLI.
 """
 
-from debench.registry import create_model, list_models, model_info, register_model
-
 __all__ = ["create_model", "list_models", "model_info", "register_model"]
+
+
+def __getattr__(name: str):
+    # lazy, so that debench.report and the report commands of the CLI never import torch
+    if name in __all__:
+        from debench import registry
+
+        return getattr(registry, name)
+    raise AttributeError(f"module 'debench' has no attribute {name!r}")
 __version__ = "0.1.0"

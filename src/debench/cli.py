@@ -126,7 +126,8 @@ def cmd_aggregate(a: argparse.Namespace) -> int:
     from debench.report.aggregate import aggregate
 
     aggregate(Path(a.runs), Path(a.published), Path(a.out), tolerances=json.loads(a.tolerances or "{}"),
-              expected=json.loads(Path(a.expected).read_text()) if a.expected else None)
+              expected=json.loads(Path(a.expected).read_text()) if a.expected else None,
+              metrics=[Path(m) for m in a.metrics] if a.metrics is not None else None, unreadable=a.unreadable)
     return 0
 
 
@@ -140,7 +141,7 @@ def cmd_report(a: argparse.Namespace) -> int:
 def cmd_regenerate(a: argparse.Namespace) -> int:
     from debench.report.regenerate import regenerate
 
-    regenerate(Path(a.runs_csv), Path(a.out), Path(a.published),
+    regenerate(Path(a.runs_csv), Path(a.out), Path(a.published) if a.published else None,
                tolerances=json.loads(a.tolerances) if a.tolerances else None,
                runs_dir=Path(a.runs_dir) if a.runs_dir else None)
     print(f"tables and report rebuilt from {a.runs_csv} -> {a.out}", file=sys.stderr)
@@ -165,6 +166,22 @@ def cmd_plan(a: argparse.Namespace) -> int:
           f"{sum(r['runs'] for r in rows)} runs")
     print(format_plan(rows))
     return 0
+
+
+REPORT_COMMANDS = ("aggregate", "report", "regenerate", "merge-runs")
+
+
+def _user_errors(cmd: str) -> tuple[type[Exception], ...]:
+    """Errors shown as one line (exit 2). Report commands import nothing that imports torch."""
+    from debench.report.schema import ReportInputError
+
+    if cmd in REPORT_COMMANDS:
+        return (ReportInputError,)
+    from debench.data.cache import DatasetError
+    from debench.errors import ConfigError
+    from debench.registry import UnknownModelError
+
+    return (ConfigError, DatasetError, UnknownModelError, ReportInputError)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -231,8 +248,15 @@ def main(argv: list[str] | None = None) -> int:
     ag.add_argument("--runs", required=True, help="folder searched for */metrics.json")
     ag.add_argument("--published", required=True, help="published_results.csv")
     ag.add_argument("--out", required=True, help="output folder for runs.csv and tables/")
-    ag.add_argument("--tolerances", default=None, help="JSON {metric: absolute tolerance}")
+    ag.add_argument("--tolerances", default=None,
+                    help='JSON {metric: tolerance}: a number is absolute, a string such as "2%%" relative')
     ag.add_argument("--expected", default=None, help="JSON file listing the runs the config expects")
+    ag.add_argument("--metrics", nargs="*", default=None,
+                    help="exactly the metrics.json files the config asks for (the workflow passes them): "
+                         "absent ones are listed as missing, any other record under --runs as stale")
+    ag.add_argument("--unreadable", default="fail", choices=["fail", "show"],
+                    help="fail (default): a damaged or incomplete metrics.json stops the aggregate, naming the "
+                         "file; show: it is listed in the report as unreadable")
     ag.set_defaults(func=cmd_aggregate)
 
     r = sub.add_parser("report", help="plots and the self-contained HTML report from tables")
@@ -244,8 +268,11 @@ def main(argv: list[str] | None = None) -> int:
     rg = sub.add_parser("regenerate", help="rebuild tables, plots and the HTML report from a runs.csv (no training)")
     rg.add_argument("--runs-csv", required=True, help="stored runs, e.g. results/published/runs.csv")
     rg.add_argument("--out", required=True, help="output folder: runs.csv, tables/, report/")
-    rg.add_argument("--published", default="config/reference/published_results.csv")
-    rg.add_argument("--tolerances", default=None, help="JSON {metric: absolute tolerance} (default: the survey's)")
+    rg.add_argument("--published", default=None,
+                    help="published_results.csv (default: config/reference/ of the working directory, else of "
+                         "this checkout)")
+    rg.add_argument("--tolerances", default=None,
+                    help='JSON {metric: tolerance}, absolute (number) or relative ("2%%") (default: the survey\'s)')
     rg.add_argument("--runs-dir", default=None, help="run folders with model artifacts (optional)")
     rg.set_defaults(func=cmd_regenerate)
 
@@ -263,13 +290,9 @@ def main(argv: list[str] | None = None) -> int:
     pl.set_defaults(func=cmd_plan)
 
     a = p.parse_args(argv)
-    from debench.data.cache import DatasetError
-    from debench.errors import ConfigError
-    from debench.registry import UnknownModelError
-
     try:
         return a.func(a)
-    except (ConfigError, DatasetError, UnknownModelError) as exc:
+    except _user_errors(a.cmd) as exc:
         print(f"debench {a.cmd}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -31,8 +31,9 @@ rule aggregate:
         out=lambda w, output: results_dir(output.runs),
         tolerances=json.dumps(config["report"]["tolerances"], sort_keys=True),
     shell:
+        # exactly the runs the config asks for: other records under runs/ are stale, not counted
         "debench aggregate --runs {params.runs} --published {input.published}"
-        " --out {params.out} --tolerances {params.tolerances:q} > {log} 2>&1"
+        " --out {params.out} --tolerances {params.tolerances:q} --metrics {input.metrics:q} > {log} 2>&1"
 
 
 rule report:

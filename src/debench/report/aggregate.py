@@ -1,38 +1,46 @@
-"""Run rows into one table per survey comparison: read rows -> summarize -> write.
+"""Run rows into one table per survey comparison: read rows -> check -> summarize -> write.
 
-Each table row is one (experiment, dataset, model): the primary metric's mean ± std, n and a
-95% Student-t confidence interval over the seeds that finished with status ``ok``; failed runs
-(``diverged``, ``solver_failed``) are counted, never averaged in; the table's own side metrics
-(:mod:`debench.report.tables`); the published number with its provenance tag and source; the
-difference; and a verdict. The rows come from ``metrics.json`` files (:func:`aggregate`) or a
-stored ``runs.csv`` (:func:`aggregate_rows`); the outputs are byte-identical for the same rows.
+Each table row is one (experiment, dataset, model, config hash): the primary metric's mean ±
+std, n and a 95% Student-t confidence interval over the seeds that finished with status ``ok``;
+failed runs (``diverged``, ``solver_failed``) are counted, never averaged in. Runs of the same
+model with different config hashes are never averaged together: each hash is its own row, and
+its ``config`` cell says what differs (:mod:`debench.report.compare`). The rows come from
+``metrics.json`` files (:func:`aggregate`) or a stored ``runs.csv`` (:func:`aggregate_rows`),
+both checked against the run-record schema (:mod:`debench.report.schema`) before anything is
+written; the outputs are byte-identical for the same rows.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
-import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from debench.report.published import load_published, match, time_saving_pct
+from debench.report.compare import config_labels, time_savings
+from debench.report.expected import devices, identity_from_path, not_yet_run, select_expected
+from debench.report.published import load_published, match
 from debench.report.render import write_table
-from debench.report.runs import adjoint_flag, read_run_dirs, write_runs_csv
+from debench.report.runs import adjoint_flag, canonical, read_run_dirs
 from debench.report.tables import TABLE_NAMES, TABLE_TITLES, row_order, side_keys
-from debench.track.atomic import atomic_write_json
+from debench.report.tolerance import Tolerance, parse_tolerances
+from debench.track.atomic import atomic_write_json, atomic_write_text
 
 log = logging.getLogger("debench.report")
 VERDICTS = ("reproduced", "not reproduced", "no published number", "not comparable")
 DEFAULT_TOLERANCES = {"test_error": 0.5, "bits_per_dim": 0.02}
-__all__ = ["aggregate", "aggregate_rows", "summarize", "t_interval", "read_runs", "TABLE_TITLES", "VERDICTS"]
+PARAMS_TOLERANCE = {"params_m": "2%"}  # a parameter count is reproduced within 2% unless the config says otherwise
+ROW_KEY = ["table", "experiment", "mode", "dataset", "model", "config_hash"]
+__all__ = ["TABLE_TITLES", "VERDICTS", "aggregate", "aggregate_rows", "read_runs", "summarize", "t_interval"]
 read_runs = read_run_dirs
 
 
 def t_interval(values: np.ndarray) -> tuple[float, float]:
+    """The 95% Student-t confidence interval of the mean (NaN for fewer than two values)."""
     n = len(values)
     if n < 2:
         return (math.nan, math.nan)
@@ -42,13 +50,15 @@ def t_interval(values: np.ndarray) -> tuple[float, float]:
     return (values.mean() - half, values.mean() + half)
 
 
-def summarize(runs: pd.DataFrame, published: pd.DataFrame, tolerances: dict[str, float]) -> pd.DataFrame:
-    """One row per (table, experiment, mode, dataset, model): statistics, side metrics, published value, verdict."""
+def _first(g: pd.DataFrame, col: str) -> Any:
+    return g[col].iloc[0] if col in g else None
+
+
+def summarize(runs: pd.DataFrame, published: pd.DataFrame, tolerances: dict[str, Tolerance]) -> pd.DataFrame:
+    """One row per (table, experiment, mode, dataset, model, config hash): statistics, side metrics, verdict."""
     out = []
-    keys = ["table", "experiment", "mode", "dataset", "model"]
-    runs = runs.assign(mode=runs["mode"].fillna("paper") if "mode" in runs else "paper")
-    for key, g in runs.groupby(keys, sort=True, dropna=False):
-        row: dict[str, Any] = dict(zip(keys, key))
+    for key, g in runs.groupby(ROW_KEY, sort=True, dropna=False):
+        row: dict[str, Any] = dict(zip(ROW_KEY, key))
         metric = g["metric"].iloc[0]
         ok = g[g["status"] == "ok"]
         vals = pd.to_numeric(ok[metric], errors="coerce").dropna().to_numpy(dtype=float) if metric in ok else np.array([])
@@ -58,10 +68,11 @@ def summarize(runs: pd.DataFrame, published: pd.DataFrame, tolerances: dict[str,
                    failed_statuses=";".join(sorted(set(g.loc[g["status"] != "ok", "status"]))),
                    mean=vals.mean() if len(vals) else math.nan,
                    std=vals.std(ddof=1) if len(vals) > 1 else math.nan, ci95_low=lo, ci95_high=hi)
-        row["adjoint"] = adjoint_flag(row["model"], g["model_args"].iloc[0] if "model_args" in g else None)
+        selectors = json.loads(g["model_meta.reference"].iloc[0])
+        row["adjoint"] = adjoint_flag(_first(g, "model_args.adjoint"))
         for m in side_keys(row["table"], runs.columns) if row["table"] in TABLE_TITLES else []:
             if m.startswith("published_") and m not in _DERIVED:
-                other = match(published, row["model"], row["dataset"], m.removeprefix("published_"))
+                other = match(published, selectors, row["dataset"], m.removeprefix("published_"))
                 row[m] = other["value"] if other else math.nan
             if m not in ok or m in row:
                 continue
@@ -70,47 +81,54 @@ def summarize(runs: pd.DataFrame, published: pd.DataFrame, tolerances: dict[str,
                 row[m] = float(num.mean())
             elif ok[m].notna().any():
                 row[m] = str(ok[m].dropna().iloc[0])
-        pub = match(published, row["model"], row["dataset"], metric)
+        row.update(_epoch_time(ok), compiled=str(_first(g, "model_meta.compiled")),
+                   twin=_text(_first(g, "model_meta.constant_depth_twin")),
+                   depth=_first(g, "model_meta.depth"), selectors=selectors)
+        pub = match(published, selectors, row["dataset"], metric)
         row.update(published=pub["value"] if pub else math.nan,
                    published_tag=pub["tag"] if pub else "", published_source=pub["source_url"] if pub else "",
                    published_table=pub["table_id"] if pub else "",
                    published_params_m=pub["params_m"] if pub else math.nan)
         row["difference"] = row["mean"] - row["published"] if pub else math.nan
         comparable = bool(g["comparable"].fillna(False).astype(bool).all()) and row["mode"] != "common"
-        row["verdict"] = _verdict(row, comparable, tolerances.get(metric))
+        tol = tolerances.get(metric)
+        row["tolerance"] = tol.label() if tol else ""
+        row["verdict"] = _verdict(row, comparable, tol)
+        row["params_verdict"] = _params_verdict(ok, row["published_params_m"], tolerances.get("params_m"))
         out.append(row)
     summary = pd.DataFrame(out)
-    return _time_savings(summary, published) if not summary.empty else summary
+    if summary.empty:
+        return summary
+    summary["config"] = config_labels(summary, runs)
+    return time_savings(summary, published).drop(columns=["selectors", "twin", "depth", "compiled"])
 
 
 _DERIVED = {"published_params_m", "published_time_saving_pct"}
-_TWIN = re.compile(r"^(?:stochastic_depth_|shakedrop_|dropout_)?(.*?)(?:_sd)?$")
 
 
-def _time_savings(summary: pd.DataFrame, published: pd.DataFrame) -> pd.DataFrame:
-    """Stochastic-table rows: time per epoch saved against the constant-depth twin (same dataset)."""
-    if "epoch_time_s" not in summary:
-        return summary
-    for col in ("constant_depth_model", "constant_depth_time_s", "time_saving_pct", "published_time_saving_pct"):
-        summary[col] = "" if col == "constant_depth_model" else math.nan
-    for i, r in summary[summary["table"] == "stochastic"].iterrows():
-        twin = _TWIN.match(r["model"]).group(1)
-        if twin == r["model"]:
-            continue
-        cand = summary[(summary["model"] == twin) & (summary["dataset"] == r["dataset"])
-                       & summary["epoch_time_s"].notna()]
-        cand = cand.assign(_same=cand["experiment"] != r["experiment"]).sort_values(["_same", "experiment"])
-        if not cand.empty and not math.isnan(r["epoch_time_s"]):
-            t = float(cand["epoch_time_s"].iloc[0])
-            summary.loc[i, ["constant_depth_model", "constant_depth_time_s", "time_saving_pct"]] = \
-                [twin, t, 100.0 * (1.0 - r["epoch_time_s"] / t)]
-        if r["model"].startswith("stochastic_depth_resnet"):
-            summary.loc[i, "published_time_saving_pct"] = time_saving_pct(
-                published, r["dataset"], r["model"].removeprefix("stochastic_depth_resnet"))
-    return summary
+def _text(v: Any) -> str:
+    return "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
 
 
-def _verdict(row: dict[str, Any], comparable: bool, tolerance: float | None) -> str:
+def _epoch_time(ok: pd.DataFrame) -> dict[str, Any]:
+    """Seconds per epoch for the time saving: the recorded median after the first epoch, else the mean (noted)."""
+    for col, note in (("epoch_time_median_s", ""),
+                      ("epoch_time_s", "epoch_time_median_s absent: mean epoch time, first epoch included")):
+        v = pd.to_numeric(ok[col], errors="coerce").dropna() if col in ok else pd.Series(dtype=float)
+        if not v.empty:
+            return {"_epoch_time": float(v.mean()), "time_note": note}
+    return {"_epoch_time": math.nan, "time_note": ""}
+
+
+def _params_verdict(ok: pd.DataFrame, published_m: float, tol: Tolerance | None) -> str:
+    """The parameter count against the published one (millions), within ``report.tolerances.params_m``."""
+    params = pd.to_numeric(ok["params"], errors="coerce").dropna() if "params" in ok else pd.Series(dtype=float)
+    if tol is None or params.empty or math.isnan(published_m):
+        return ""
+    return "reproduced" if tol.allows(float(params.mean()) / 1e6, published_m) else "not reproduced"
+
+
+def _verdict(row: dict[str, Any], comparable: bool, tolerance: Tolerance | None) -> str:
     if not comparable:
         return "not comparable"
     if math.isnan(row["published"]):
@@ -118,61 +136,99 @@ def _verdict(row: dict[str, Any], comparable: bool, tolerance: float | None) -> 
     if row["n"] == 0:
         return "not reproduced"
     inside = row["ci95_low"] <= row["published"] <= row["ci95_high"] if row["n"] > 1 else False
-    close = tolerance is not None and abs(row["difference"]) <= tolerance
+    close = tolerance is not None and tolerance.allows(row["mean"], row["published"])
     return "reproduced" if inside or close else "not reproduced"
 
 
-def aggregate_rows(runs: pd.DataFrame, published_csv: Path, out_dir: Path, tolerances: dict[str, float] | None = None,
+def aggregate_rows(runs: pd.DataFrame, published_csv: Path, out_dir: Path, tolerances: dict[str, Any] | None = None,
                    expected: list[dict[str, Any]] | None = None, tables: list[str] | None = None,
-                   problems: list[str] | None = None) -> pd.DataFrame:
+                   problems: list[str] | None = None, stale: list[Any] | None = None) -> pd.DataFrame:
     """Write ``runs.csv``, ``tables/<table>.{csv,md,tex}`` and ``tables/summary.json`` from run rows.
+
+    Everything is computed first and written last, so bad input leaves the outputs as they were.
 
     Args:
         runs: one row per run (:func:`debench.report.runs.read_run_dirs` or ``read_runs_csv``).
         published_csv: the vendored published numbers.
         out_dir: destination; every file is written atomically.
-        tolerances: absolute tolerance per metric for the ``reproduced`` verdict.
-        expected: runs the configuration asks for (dicts with experiment, dataset, model, seed);
-            those without a row are listed as incomplete instead of failing.
+        tolerances: ``report.tolerances``: per metric, absolute (number) or relative (``"2%"``);
+            ``params_m`` (parameter count, millions) defaults to ``"2%"``.
+        expected: the runs the configuration asks for (dicts with experiment, dataset, model,
+            seed): exactly these are counted; those without a row are listed as ``missing``,
+            rows not asked for are left out and listed as ``stale``.
         tables: tables to write even without runs (shown as not yet run); default: all eight.
-        problems: unreadable inputs to list in ``summary.json``.
+        problems: records shown as unreadable (``--unreadable show``), listed in ``summary.json``.
+        stale: stale inputs found by the caller (e.g. run folders the config no longer asks for).
 
     Returns:
         The summary table.
+
+    Raises:
+        ReportInputError: a bad tolerance, reference selector or published CSV (named).
     """
     problems = list(problems or [])
+    tols = parse_tolerances({**PARAMS_TOLERANCE, **(tolerances or {})})
     published = load_published(published_csv)
-    out_dir = Path(out_dir)
-    write_runs_csv(runs, out_dir / "runs.csv")
-    summary = summarize(runs, published, tolerances or {}) if not runs.empty else pd.DataFrame()
-    incomplete = []
-    if expected is not None:
-        have = set() if runs.empty else set(zip(runs.experiment, runs.dataset, runs.model, runs.seed.astype(int)))
-        incomplete = [e for e in expected if (e["experiment"], e["dataset"], e["model"], int(e["seed"])) not in have]
+    runs, missing, stale_rows = select_expected(runs, expected)
+    stale = list(stale or []) + stale_rows
+    runs, text = canonical(runs)
+    summary = summarize(runs, published, tols) if not runs.empty else pd.DataFrame()
     names = list(TABLE_NAMES if tables is None else tables)
     names += sorted(set(summary["table"]) - set(names)) if not summary.empty else []
+    counts = {v: int((summary["verdict"] == v).sum()) if not summary.empty else 0 for v in VERDICTS}
+    info = {
+        "verdicts": counts, "runs": len(runs),
+        "runs_ok": int((runs["status"] == "ok").sum()) if not runs.empty else 0,
+        "runs_failed": int((runs["status"] != "ok").sum()) if not runs.empty else 0,
+        "comparable": bool(runs["comparable"].fillna(False).astype(bool).all()) if not runs.empty else None,
+        "presets": sorted(set(runs["preset"].dropna())) if "preset" in runs else [],
+        "tables_run": sorted(set(summary["table"])) if not summary.empty else [],
+        "missing": missing, "incomplete": missing, "not_yet_run_rows": not_yet_run(missing, summary),
+        "stale": stale, "unreadable": problems, "tables": names,
+        "devices": devices(runs), "tolerances": {k: t.label() for k, t in tols.items()},
+    }
+    out_dir = Path(out_dir)
+    atomic_write_text(out_dir / "runs.csv", text)
     for name in names:
         part = summary[summary["table"] == name] if not summary.empty else pd.DataFrame()
         write_table(row_order(part), out_dir / "tables", name)
-    counts = {v: int((summary["verdict"] == v).sum()) if not summary.empty else 0 for v in VERDICTS}
-    comparable = bool(runs["comparable"].fillna(False).astype(bool).all()) if not runs.empty else None
-    atomic_write_json(out_dir / "tables" / "summary.json", {
-        "verdicts": counts, "runs": int(len(runs)),
-        "runs_ok": int((runs["status"] == "ok").sum()) if not runs.empty else 0,
-        "runs_failed": int((runs["status"] != "ok").sum()) if not runs.empty else 0,
-        "comparable": comparable, "presets": sorted(set(runs["preset"].dropna())) if "preset" in runs else [],
-        "tables_run": sorted(set(summary["table"])) if not summary.empty else [],
-        "incomplete": incomplete, "unreadable": problems, "tables": names,
-    })
+    atomic_write_json(out_dir / "tables" / "summary.json", info)
     for p in problems:
         log.warning(p)
-    if incomplete:
-        log.warning("%d expected run(s) have no metrics.json yet", len(incomplete))
+    if missing:
+        log.warning("%d expected run(s) have no metrics.json yet", len(missing))
+    if stale:
+        log.warning("%d stale run(s) the config no longer asks for were left out", len(stale))
     return summary
 
 
-def aggregate(runs_dir: Path, published_csv: Path, out_dir: Path, tolerances: dict[str, float] | None = None,
-              expected: list[dict[str, Any]] | None = None, tables: list[str] | None = None) -> pd.DataFrame:
-    """:func:`aggregate_rows` over every ``metrics.json`` under ``runs_dir``."""
-    runs, problems = read_run_dirs(Path(runs_dir))
-    return aggregate_rows(runs, published_csv, out_dir, tolerances, expected, tables, problems)
+def aggregate(runs_dir: Path, published_csv: Path, out_dir: Path, tolerances: dict[str, Any] | None = None,
+              expected: list[dict[str, Any]] | None = None, tables: list[str] | None = None,
+              metrics: list[Path] | None = None, unreadable: str = "fail") -> pd.DataFrame:
+    """:func:`aggregate_rows` over the ``metrics.json`` files of ``runs_dir``.
+
+    Args:
+        metrics: exactly the records the configuration asks for (the workflow passes them):
+            absent ones are listed as missing, other records under ``runs_dir`` as stale.
+        unreadable: ``fail`` (default: a bad record stops the aggregate, naming the file) or
+            ``show`` (it is listed in the report as unreadable).
+        Others: as :func:`aggregate_rows`.
+
+    Raises:
+        RunRecordError: a bad record under ``unreadable="fail"``.
+    """
+    runs_dir = Path(runs_dir)
+    stale: list[Any] = []
+    if metrics is not None:
+        wanted = [Path(m) for m in metrics]
+        present = [p for p in wanted if p.is_file()]
+        known = {p.resolve() for p in wanted}
+        stale = [str(p) for p in sorted(runs_dir.rglob("metrics.json")) if p.resolve() not in known]
+        if expected is None:
+            expected = [identity_from_path(p) for p in wanted]
+        runs, problems = read_run_dirs(runs_dir, present, unreadable)
+    else:
+        runs, problems = read_run_dirs(runs_dir, None, unreadable)
+    return aggregate_rows(runs, published_csv, out_dir, tolerances, expected, tables, problems, stale)
+
+

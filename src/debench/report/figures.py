@@ -149,35 +149,32 @@ def activation_memory(ok, runs_dir):
     return fig
 
 
-DEPTH_FAMILIES = {"ResNet": r"resnet(\d+)", "RevNet": r"revnet(\d+)", "Momentum ResNet": r"momentum_resnet(\d+)"}
-
-
 def memory_vs_depth(ok, runs_dir):
+    """Activation memory per example against the recorded depth (``model_meta.depth``), per scheme."""
     fig, ax = plt.subplots(figsize=(6, 4))
     need = {"activation_memory_mb", "batch_size"}
     rows = ok.dropna(subset=list(need)) if need <= set(ok.columns) else ok.iloc[:0]
     rows = rows.assign(per_example=rows["activation_memory_mb"] / rows["batch_size"]) if not rows.empty else rows
     drawn = False
-    for label, pattern in DEPTH_FAMILIES.items():
-        sub = rows[rows["model"].str.fullmatch(pattern)] if not rows.empty else rows
-        if sub.empty:
-            continue
-        sub = sub.assign(depth=sub["model"].str.extract(pattern, expand=False).astype(int))
-        for ds, g in sub.groupby("dataset"):
-            g = g.groupby("depth")["per_example"].mean()
-            ax.plot(g.index, g.values, marker="o", lw=1, label=f"{label} / {ds}")
-            drawn = True
-    odes = rows[rows["model"].str.startswith("odenet")] if not rows.empty else rows
-    for (model, ds, args), g in odes.groupby(["model", "dataset", "model_args"]) if not odes.empty else []:
-        adj = adjoint_flag(model, args)
-        ax.axhline(g["per_example"].mean(), ls="--" if adj == "yes" else ":", lw=1,
-                   color="C3" if adj == "yes" else "C4", label=f"ODE-Net {'with' if adj == 'yes' else 'without'} "
+    deep = rows.dropna(subset=["model_meta.depth"]) if "model_meta.depth" in rows and not rows.empty else rows.iloc[:0]
+    deep = deep[deep["family"] == "discrete"] if "family" in deep else deep.iloc[:0]
+    label = deep["scheme"].fillna("") if "scheme" in deep else deep["family"]
+    for (scheme, ds), g in deep.groupby([label, "dataset"]) if not deep.empty else []:
+        g = g.groupby(pd.to_numeric(g["model_meta.depth"]).astype(int))["per_example"].mean()
+        ax.plot(g.index, g.values, marker="o", lw=1, label=f"{scheme} / {ds}")
+        drawn = True
+    adj = rows["model_args.adjoint"] if "model_args.adjoint" in rows and not rows.empty else None
+    odes = rows[adj.notna()] if adj is not None else rows.iloc[:0]
+    for (model, ds, flag), g in odes.groupby(["model", "dataset", "model_args.adjoint"]) if not odes.empty else []:
+        yes = adjoint_flag(flag) == "yes"
+        ax.axhline(g["per_example"].mean(), ls="--" if yes else ":", lw=1,
+                   color="C3" if yes else "C4", label=f"ODE-Net {'with' if yes else 'without'} "
                    f"adjoint ({model} / {ds})")
         drawn = True
     if not drawn:
         empty(ax, "no activation-memory measurements of depth families")
         return fig
-    ax.set_xlabel("depth (layers, from the model name)")
+    ax.set_xlabel("depth (layers, model_meta.depth of the record)")
     ax.set_ylabel("activation memory per example (MB)")
     ax.legend(fontsize=6)
     return fig
@@ -193,7 +190,8 @@ def robustness(ok, runs_dir):
     sig = sorted(cols, key=lambda c: float(c.removeprefix("acc_perturb_")))
     for (model, ds), g in rows.groupby(["model", "dataset"]):
         y = g[sig].apply(pd.to_numeric, errors="coerce").mean()
-        ode = model.endswith("_ode")
+        sigma = pd.to_numeric(g["model_args.sigma"], errors="coerce") if "model_args.sigma" in g else None
+        ode = sigma is not None and bool((sigma == 0).all())  # the record's noise: an SDE with sigma 0 is its ODE
         ax.plot([float(c.removeprefix("acc_perturb_")) for c in sig], y.values, marker="o", lw=1,
                 ls="--" if ode else "-", label=f"{model} / {ds}")
     ax.set_xlabel("perturbation strength sigma (normalized-input units)")

@@ -71,8 +71,8 @@ def _table_html(summary: pd.DataFrame, name: str) -> str:
 def _read_table(csv: Path) -> pd.DataFrame:
     if not csv.exists():
         return pd.DataFrame()
-    text = ("model", "dataset", "published_tag", "published_source", "adjoint", "constant_depth_model",
-            "fid_not_computed")
+    text = ("model", "dataset", "config_hash", "published_tag", "published_source", "adjoint", "constant_depth_model",
+            "fid_not_computed", "config", "tolerance", "params_verdict", "time_note")
     summary = pd.read_csv(csv, dtype={c: str for c in text})
     for col in text[2:]:
         if col in summary:
@@ -114,13 +114,22 @@ def build_report(tables_dir: Path, out: Path, runs_dir: Path | None = None) -> P
                      "every row is marked not comparable and no number here may be read against a paper.</p>")
     counts = info["verdicts"]
     run_tables = set(info.get("tables_run", []))
+    parts.append(banner(info))
     parts.append('<h2>Summary</h2><ul id="summary">' + "".join(
         f'<li data-verdict="{html.escape(v)}">{html.escape(v)}: <b>{counts.get(v, 0)}</b></li>' for v in VERDICTS) +
         f"<li>runs: {info['runs']} ({info['runs_ok']} ok, {info['runs_failed']} failed: diverged or solver "
         "failed, counted and never averaged in)</li>"
         f"<li>expected runs without results yet: {len(info['incomplete'])}</li>"
+        f"<li>stale runs the config no longer asks for (left out): {len(info.get('stale', []))}</li>"
         f"<li>tables not yet run: {html.escape(', '.join(t for t in info['tables'] if t not in run_tables) or 'none')}</li>"
         "</ul>")
+    if info.get("stale"):
+        parts.append('<h2>Stale runs (left out)</h2><ul id="stale">' + "".join(
+            f"<li>{html.escape(s if isinstance(s, str) else json.dumps(s, sort_keys=True))}</li>"
+            for s in info["stale"]) + "</ul>")
+    if info.get("unreadable"):
+        parts.append('<h2>Unreadable runs</h2><ul id="unreadable">' + "".join(
+            f"<li>{html.escape(p)}</li>" for p in info["unreadable"]) + "</ul>")
     parts.append(_provenance(runs))
     sections = list(info["tables"]) + [t for t in TABLE_NAMES if t not in info["tables"]]
     for name in sections:
@@ -151,6 +160,25 @@ PROVENANCE = {"preset": "presets", "comparable": "comparable", "provenance.git_c
               "provenance.numpy_version": "numpy", "provenance.python": "python", "provenance.cuda_version": "CUDA",
               "provenance.device_name": "devices", "runtime.device_type": "device types",
               "provenance.hostname": "hosts", "data.source": "data sources", "provenance.date_utc": "dates (UTC)"}
+
+
+def banner(info: dict) -> str:
+    """The verdict banner: rows reproduced, not reproduced and not yet run, the devices, families not run.
+
+    Args:
+        info: the aggregate's ``summary.json``.
+
+    Returns:
+        One HTML paragraph (``id="verdict-banner"``).
+    """
+    counts = info["verdicts"]
+    devices = info.get("devices") or {}
+    where = ", ".join(f"{d} ({n} run{'s' if n != 1 else ''})" for d, n in devices.items()) or "no device recorded"
+    not_run = [t for t in info["tables"] if t not in set(info.get("tables_run", []))]
+    return (f'<p class="banner" id="verdict-banner"><b>{counts.get("reproduced", 0)}</b> row(s) reproduced, '
+            f'<b>{counts.get("not reproduced", 0)}</b> not reproduced, '
+            f'<b>{info.get("not_yet_run_rows", 0)}</b> not yet run; measured on {html.escape(where)}. '
+            f'Families not yet run: {html.escape(", ".join(not_run) or "none")}.</p>')
 
 
 def _provenance(runs: pd.DataFrame) -> str:

@@ -48,7 +48,7 @@ PLOTS = {
         "Autograd's saved bytes for one training step at the experiment's batch size.", "discrete",
         "all classifiers", "activation memory"),
     "memory_vs_depth": PlotSpec(
-        "Measured activation memory per training example against depth (parsed from the model name); the "
+        "Measured activation memory per training example against depth (the record's model_meta.depth); the "
         "survey expects linear growth for ResNet and flat lines for RevNet, invertible Momentum ResNets and "
         "the ODE-Net with the adjoint (dashed; dotted: without).", "discrete",
         "ResNet, RevNet, Momentum ResNet, ODE-Net", "activation memory per example"),

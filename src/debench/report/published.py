@@ -1,4 +1,9 @@
-"""The vendored published numbers and how a run finds the ones it should be compared with."""
+"""The vendored published numbers and how a run finds the ones it should be compared with.
+
+A run names its published rows itself: the record's ``model_meta.reference`` selectors, so the
+report never consults the model registry (a plugin model keeps its published number, and the
+same ``runs.csv`` always gives the same tables).
+"""
 
 from __future__ import annotations
 
@@ -7,46 +12,67 @@ from pathlib import Path
 
 import pandas as pd
 
-from debench.registry import model_info
+from debench.report.schema import ReportInputError
 
+DEFAULT_PUBLISHED = Path("config") / "reference" / "published_results.csv"
 DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "mnist": "MNIST"}
 _TAG = re.compile(r"\[([A-Z][A-Z-]*(?: abstract)?)\]")
 
 
 def load_published(path: str | Path) -> pd.DataFrame:
     """Read ``published_results.csv`` (every column kept) and add its provenance ``tag``."""
-    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise ReportInputError(f"{path}: cannot read the published numbers ({exc})") from None
     required = {"table_id", "paper", "dataset", "model", "depth", "variant", "metric", "value", "notes", "source_url"}
     missing = required - set(df.columns)
     if missing:
-        raise ValueError(f"{path}: missing column(s) {sorted(missing)}")
+        raise ReportInputError(f"{path}: missing column(s) {sorted(missing)}")
     df["tag"] = df["notes"].map(lambda s: (m.group(1) if (m := _TAG.search(s)) else ""))
     df["value_num"] = pd.to_numeric(df["value"], errors="coerce")
     return df
 
 
-def match(published: pd.DataFrame, model: str, dataset: str, metric: str) -> dict | None:
-    """The published row to compare a (model, dataset) with, expressed in ``metric``.
+def default_published_csv() -> Path:
+    """``config/reference/published_results.csv`` of the working directory, else of this checkout.
 
-    A row matches when its dataset is the run's and every column of one of the model's
-    registered ``reference`` selectors is equal. Rows in the same metric come first, then
+    Raises:
+        ReportInputError: when neither exists (pass ``--published``).
+    """
+    here = Path(__file__).resolve().parents[3] / DEFAULT_PUBLISHED
+    for path in (DEFAULT_PUBLISHED, here):
+        if path.is_file():
+            return path
+    raise ReportInputError(f"no published-numbers CSV at {DEFAULT_PUBLISHED} or {here}: pass --published")
+
+
+def match(published: pd.DataFrame, selectors: list[dict], dataset: str, metric: str) -> dict | None:
+    """The published row to compare a run with, expressed in ``metric``.
+
+    A row matches when its dataset is the run's and every column of one of the run's
+    ``reference`` selectors (its record's ``model_meta.reference``) is equal. Rows in the same metric come first, then
     accuracy rows converted to error (error = 100 - accuracy); among those, a "mean" variant
     is preferred over a best single run.
+
+    Args:
+        published: :func:`load_published`'s table.
+        selectors: dicts of published-CSV column -> value.
+        dataset: the run's dataset name (``cifar10``).
+        metric: the metric wanted; accuracy and error convert into each other.
 
     Returns:
         ``{value, metric_as_published, tag, source_url, table_id, paper, variant, published_as,
         params_m}`` or None.
     """
-    try:
-        selectors = model_info(model).reference
-    except KeyError:
-        return None
     ds = DATASET_NAMES.get(dataset, dataset)
     rows = published[published["dataset"] == ds]
     hits = []
     for sel in selectors:
         mask = pd.Series(True, index=rows.index)
         for col, val in sel.items():
+            if col not in rows:
+                raise ReportInputError(f"reference selector {sel} names column {col!r}, which the published CSV lacks")
             mask &= rows[col] == str(val)
         hits.append(rows[mask])
     if not hits:

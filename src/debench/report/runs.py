@@ -7,43 +7,67 @@ JSON column ``trajectory`` and the reason a metric is missing (``fid_not_compute
 
 from __future__ import annotations
 
+import io
 import json
+import math
 from pathlib import Path
 
 import pandas as pd
 
+from debench.report.schema import REQUIRED, SCHEMA_VERSION, RunRecordError, check_csv_shape, check_row, read_record
 from debench.track.atomic import atomic_write_text
 
 IDENTITY = ["experiment", "dataset", "model", "seed"]
 DEDUPE_KEY = IDENTITY + ["config_hash"]
 TRAJECTORY_COLUMNS = ("epoch", "test_accuracy", "nfe_forward", "nfe_backward")
 _TEXT = {"experiment": str, "dataset": str, "model": str, "config_hash": str, "run_dir": str,
-         "provenance.git_commit": str, "mlflow_run_id": str, "provenance.date_utc": str}
+         "provenance.git_commit": str, "mlflow_run_id": str, "provenance.date_utc": str, "status": str,
+         "metric": str, "table": str, "family": str, "mode": str, "model_meta.reference": str,
+         "model_meta.constant_depth_twin": str, "model_meta.compiled": str, "model_meta.module": str}
 
 
-def read_run_dirs(runs_dir: Path) -> tuple[pd.DataFrame, list[str]]:
-    """Every readable ``metrics.json`` under ``runs_dir`` as one row; unreadable ones are listed."""
+def read_run_dirs(runs_dir: Path, paths: list[Path] | None = None,
+                  unreadable: str = "fail") -> tuple[pd.DataFrame, list[str]]:
+    """Run rows from ``metrics.json`` files, each checked against the record schema.
+
+    Args:
+        runs_dir: the folder the records' ``run_dir`` is relative to.
+        paths: exactly these records (default: every ``metrics.json`` under ``runs_dir``).
+        unreadable: ``fail`` (default): a record that cannot be read or breaks the schema stops
+            everything, naming the file; ``show``: it is listed in the returned problems instead.
+
+    Returns:
+        ``(rows, problems)``: one row per record, and one line per record refused under ``show``.
+
+    Raises:
+        RunRecordError: a bad record, under ``unreadable="fail"``.
+    """
+    if unreadable not in ("fail", "show"):
+        raise ValueError(f"unreadable must be 'fail' or 'show', not {unreadable!r}")
+    runs_dir = Path(runs_dir)
     rows, problems = [], []
-    for path in sorted(Path(runs_dir).rglob("metrics.json")):
+    for path in sorted(runs_dir.rglob("metrics.json")) if paths is None else [Path(p) for p in paths]:
         try:
-            rec = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            problems.append(f"{path}: unreadable ({exc})")
+            flat = read_record(path)
+        except RunRecordError as exc:
+            if unreadable == "fail":
+                raise
+            problems.append(str(exc))
             continue
-        flat = {k: v for k, v in rec.items() if not isinstance(v, (dict, list))}
-        for group in ("protocol", "runtime", "provenance", "data"):
-            flat.update({f"{group}.{k}": json.dumps(v) if isinstance(v, list) else v
-                         for k, v in (rec.get(group) or {}).items()})
-        if rec.get("artifacts"):
-            flat["artifacts"] = json.dumps(rec["artifacts"])
-            note = path.parent / "artifacts" / "fid_not_computed.txt"
-            if note.is_file():
-                flat["fid_not_computed"] = note.read_text().strip()
-        flat["model_args"] = json.dumps(rec.get("model_args") or {}, sort_keys=True)
-        flat["run_dir"] = path.parent.relative_to(runs_dir).as_posix()
-        flat["trajectory"] = _trajectory(path.parent / str(rec.get("epoch_csv") or "epochs.csv"))
+        note = path.parent / "artifacts" / "fid_not_computed.txt"
+        if flat.get("artifacts") and note.is_file():
+            flat["fid_not_computed"] = note.read_text().strip()
+        flat["run_dir"] = _relative(path.parent, runs_dir)
+        flat["trajectory"] = _trajectory(path.parent / str(flat.get("epoch_csv") or "epochs.csv"))
         rows.append(flat)
     return normalize(pd.DataFrame(rows)), problems
+
+
+def _relative(folder: Path, root: Path) -> str:
+    try:
+        return folder.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return folder.as_posix()
 
 
 def _trajectory(epochs_csv: Path) -> str | None:
@@ -55,20 +79,11 @@ def _trajectory(epochs_csv: Path) -> str | None:
     return json.dumps({c: [None if pd.isna(v) else float(v) for v in ep[c]] for c in cols}, sort_keys=True)
 
 
-def adjoint_flag(model: str, model_args: object) -> str:
-    """``yes``/``no``: whether the run backpropagated with the adjoint (its args, else the model's defaults)."""
-    try:
-        args = json.loads(model_args) if isinstance(model_args, str) else {}
-    except json.JSONDecodeError:
-        args = {}
-    if "adjoint" not in args:
-        from debench.registry import model_info
-
-        try:
-            args = model_info(model).defaults
-        except KeyError:
-            return ""
-    return "" if "adjoint" not in args else ("yes" if args["adjoint"] else "no")
+def adjoint_flag(model_args_adjoint: object) -> str:
+    """``yes``/``no``/``""``: the run's recorded ``model_args.adjoint`` (merged with the factory's defaults)."""
+    if model_args_adjoint is None or (isinstance(model_args_adjoint, float) and math.isnan(model_args_adjoint)):
+        return ""
+    return "yes" if str(model_args_adjoint).lower() in ("true", "1", "1.0", "yes") else "no"
 
 
 def normalize(runs: pd.DataFrame) -> pd.DataFrame:
@@ -83,15 +98,44 @@ def normalize(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def read_runs_csv(path: Path) -> pd.DataFrame:
-    """A stored ``runs.csv`` (empty frame for an empty file); floats round-trip exactly."""
+    """A stored ``runs.csv``, every row checked (empty frame for an empty file); floats round-trip exactly.
+
+    Raises:
+        RunRecordError: a ragged row, a missing column or value, naming the file, line and column.
+    """
     path = Path(path)
-    if path.stat().st_size <= 1:
-        return pd.DataFrame()
-    return normalize(pd.read_csv(path, dtype=_TEXT))
+    try:
+        if path.stat().st_size <= 1:
+            return pd.DataFrame()
+        lines = check_csv_shape(path)
+        runs = pd.read_csv(path, dtype=_TEXT)
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise RunRecordError(f"{path}: unreadable ({exc})") from None
+    missing = [c for c in REQUIRED if c not in runs]
+    if missing:
+        raise RunRecordError(f"{path}: missing column(s) {', '.join(missing)}; rows older than run-record schema "
+                             f"{SCHEMA_VERSION} are refused: rebuild this file from the run folders")
+    for line, row in zip(lines, runs.to_dict("records")):
+        check_row(row, f"{path}, line {line}")
+    return normalize(runs)
+
+
+def canonical(runs: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """The rows as a stored ``runs.csv`` gives them back, and that file's text (a fixed point).
+
+    Rows read from records and rows read from a ``runs.csv`` then hold the same values and
+    types (a depth ``56`` beside an empty one is ``56.0`` in both), so aggregate, merge and
+    regenerate write byte-identical files for the same runs.
+    """
+    if runs.empty:
+        return runs, "\n"
+    runs = normalize(pd.read_csv(io.StringIO(normalize(runs).to_csv(index=False)), dtype=_TEXT))
+    return runs, runs.to_csv(index=False)
 
 
 def write_runs_csv(runs: pd.DataFrame, path: Path) -> None:
-    atomic_write_text(path, normalize(runs).to_csv(index=False))
+    """``runs.csv`` (atomically) in the canonical form of :func:`canonical`."""
+    atomic_write_text(path, canonical(runs)[1])
 
 
 def load_runs(source: Path) -> tuple[pd.DataFrame, list[str]]:
@@ -123,9 +167,7 @@ def merge_runs(sources: list[Path], into: Path, copy_artifacts: bool = False) ->
     frames = [read_runs_csv(into)] if Path(into).is_file() else []
     homes = [None] * len(frames)
     for src in sources:
-        frame, problems = load_runs(src)
-        if problems:
-            raise ValueError("; ".join(problems))
+        frame, _ = load_runs(src)
         frames.append(frame)
         homes.append(_runs_home(Path(src)))
     frames = [f.assign(_order=i) for i, f in enumerate(frames) if not f.empty]

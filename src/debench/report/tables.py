@@ -5,7 +5,9 @@ over the seeds that finished, or a derived value); a key ending in ``*`` expands
 summary column with that prefix (``acc_perturb_*``: one column per perturbation strength);
 ``published_<metric>`` is the published number of a metric other than the primary one for the
 row's model and dataset. Every table leads with model, dataset and mode and ends with the
-primary metric's statistics, the published number and the verdict.
+primary metric's statistics, the published number, the tolerance and the verdict. ``config`` is
+empty unless one model has runs under several config hashes: then each hash is its own row and
+the cell says what differs (runs of different configs are never averaged).
 """
 
 from __future__ import annotations
@@ -13,10 +15,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-HEAD = [("model", "model", 0), ("dataset", "dataset", 0), ("mode", "mode", 0)]
+HEAD = [("model", "model", 0), ("dataset", "dataset", 0), ("mode", "mode", 0), ("config", "config", 0)]
 TAIL = [("metric", "metric", 0), ("result", "mean ± std", 2), ("n", "n", 0), ("ci95", "95% CI", 2),
         ("published_cell", "published", 2), ("difference", "diff", 2), ("n_failed", "failed", 0),
-        ("verdict", "verdict", 0)]
+        ("tolerance", "tolerance", 0), ("verdict", "verdict", 0)]
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,8 @@ TABLE_SPECS = {
         "function evaluations per training step forward (NFE-F) and backward (NFE-B), and autograd's "
         "saved activations with and without the adjoint.",
         (("params", "params (M)", -3), ("published_params_m", "published params (M)", 2),
-         ("adjoint", "adjoint", 0), ("nfe_forward", "NFE-F", 1), ("nfe_backward", "NFE-B", 1),
+         ("params_verdict", "params verdict", 0), ("adjoint", "adjoint", 0), ("nfe_forward", "NFE-F", 1),
+         ("nfe_backward", "NFE-B", 1),
          ("eval_nfe_forward", "NFE (test)", 1), ("activation_memory_mb", "act. mem (MB)", 1),
          ("epoch_time_s", "s/epoch", 2)),
         "ResNet-6, RK-Net, ODE-Net", "test error, NFE, memory"),
@@ -64,11 +67,13 @@ TABLE_SPECS = {
     "stochastic": TableSpec(
         "Stochastic regularization",
         "Stochastic depth, ShakeDrop, Shake-Shake and dropout: test error, time per epoch and the time "
-        "saved against the constant-depth network of the same depth (published: Huang et al. 2016, "
-        "Table 2 training hours).",
+        "saved against the constant-depth network of the same depth, from the median epoch time after the "
+        "first epoch, same compile mode (published: Huang et al. 2016, Table 2 training hours).",
         (("params", "params (M)", -3), ("epoch_time_s", "s/epoch", 2),
+         ("epoch_time_median_s", "median s/epoch after the first", 2),
          ("constant_depth_model", "constant-depth twin", 0), ("constant_depth_time_s", "twin s/epoch", 2),
-         ("time_saving_pct", "time saved (%)", 1), ("published_time_saving_pct", "published saving (%)", 1)),
+         ("time_saving_pct", "time saved (%)", 1), ("published_time_saving_pct", "published saving (%)", 1),
+         ("time_note", "time note", 0)),
         "stochastic depth, ShakeDrop, Shake-Shake, dropout", "test error, time per epoch"),
     "neural_sde": TableSpec(
         "Neural SDE robustness",
