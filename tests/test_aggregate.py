@@ -30,8 +30,8 @@ def test_vendored_csv_is_the_shared_copy_with_every_column():
     shared = ROOT.parent / "shared" / "reference" / "published_results.csv"
     df = load_published(PUBLISHED)
     assert {"table_id", "paper", "notes", "source_url", "tag"} <= set(df.columns)
-    if shared.exists():
-        assert shared.read_bytes() == PUBLISHED.read_bytes()
+    if shared.exists():  # the vendored copy keeps every shared row byte for byte and may add rows
+        assert PUBLISHED.read_bytes().startswith(shared.read_bytes())
 
 
 def test_t_interval_matches_the_formula():
