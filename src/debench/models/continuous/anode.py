@@ -92,7 +92,7 @@ def _anode(num_classes: int, in_channels: int, image_size: int, filters: int, au
 def _register_anode(name: str, model: str, filters: int, augment_dim: int, in_channels: int, image_size: int) -> None:
     @register_model(name, family="continuous", paper=DUPONT19,
                     scheme=f"adaptive dopri5, {filters} filters + {augment_dim} augmented channels",
-                    reference=[{"table_id": "DUPONT19_REPRO", "model": model}],
+                    reference=[{"table_id": "DUPONT19_T1", "model": model}, {"table_id": "DUPONT19_REPRO", "model": model}],
                     method="dopri5", rtol=1e-3, atol=1e-3, adjoint=False, filters=filters, augment_dim=augment_dim)
     def factory(num_classes: int = 10, in_channels: int = in_channels, image_size: int = image_size,
                 filters: int = filters, augment_dim: int = augment_dim, time_dependent: bool = False,
