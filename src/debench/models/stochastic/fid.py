@@ -95,7 +95,7 @@ def load_extractor(weights: str | Path, device) -> torch.nn.Module:
     except (RuntimeError, KeyError, OSError, ValueError) as exc:
         raise FIDUnavailable(f"model arg 'inception_weights': {weights} is not torch-fidelity's TF-FID "
                              f"Inception state dict ({' '.join(str(exc).split())[:300]})") from exc
-    return net.to(device)
+    return net.eval().to(device)
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
