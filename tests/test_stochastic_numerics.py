@@ -292,7 +292,8 @@ def test_samplers_end_at_the_authors_time(sde_name, end, sampler):
         return torch.zeros_like(x)
 
     x = sde.prior_sample((2, 2), dtype=torch.float64)
-    {"em": lambda: S.euler_maruyama(sde, score, x, steps=4), "pc": lambda: S.predictor_corrector(sde, score, x, steps=4),
+    {"em": lambda: S.euler_maruyama(sde, score, x, steps=4),
+     "pc": lambda: S.predictor_corrector(sde, score, x, steps=4),
      "ode": lambda: S.probability_flow(sde, score, x, rtol=1e-2, atol=1e-2)}[sampler]()
     assert min(seen) == pytest.approx(end, rel=1e-9)
     assert ScoreSDEModel(nn.Identity(), (2,), sde=sde_name, images=False).sample_eps == end
