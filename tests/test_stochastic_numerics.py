@@ -416,8 +416,10 @@ def test_fid_refuses_weights_and_reference_that_are_not_the_published_ones(tmp_p
     from debench.models.stochastic import fid
 
     torch.save({"fc.weight": torch.zeros(1000, 2048)}, tmp_path / "other.pth")
-    with pytest.raises(fid.FIDUnavailable, match="'inception_weights'.*not torch-fidelity's TF-FID"):
-        fid.load_extractor(tmp_path / "other.pth", "cpu")
+    (tmp_path / "garbage.pth").write_bytes(b"not a state dict")
+    for name in ("other.pth", "garbage.pth"):
+        with pytest.raises(fid.FIDUnavailable, match="'inception_weights'.*not torch-fidelity's TF-FID"):
+            fid.load_extractor(tmp_path / name, "cpu")
     np.savez(tmp_path / "stats.npz", mu=np.zeros(3), sigma=np.eye(3), count=10000)
     with pytest.raises(fid.FIDUnavailable, match="'fid_reference'.*count=10000"):
         fid.reference_statistics(tmp_path / "stats.npz", None, 8)

@@ -16,6 +16,7 @@ truncated); grey images are repeated to three channels.
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -92,7 +93,7 @@ def load_extractor(weights: str | Path, device) -> torch.nn.Module:
 
     try:
         net = FeatureExtractorInceptionV3(EXTRACTOR, ["2048"], feature_extractor_weights_path=str(weights))
-    except (RuntimeError, KeyError, OSError, ValueError) as exc:
+    except (RuntimeError, KeyError, OSError, ValueError, EOFError, pickle.UnpicklingError) as exc:
         raise FIDUnavailable(f"model arg 'inception_weights': {weights} is not torch-fidelity's TF-FID "
                              f"Inception state dict ({' '.join(str(exc).split())[:300]})") from exc
     return net.eval().to(device)
