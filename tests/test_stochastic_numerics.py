@@ -423,6 +423,9 @@ def test_fid_refuses_weights_and_reference_that_are_not_the_published_ones(tmp_p
     np.savez(tmp_path / "stats.npz", mu=np.zeros(3), sigma=np.eye(3), count=10000)
     with pytest.raises(fid.FIDUnavailable, match="'fid_reference'.*count=10000"):
         fid.reference_statistics(tmp_path / "stats.npz", None, 8)
+    (tmp_path / "bad.npz").write_bytes(b"no zip")
+    with pytest.raises(fid.FIDUnavailable, match="'fid_reference'.*not a readable .npz"):
+        fid.reference_statistics(tmp_path / "bad.npz", None, 8)
     np.savez(tmp_path / "train_00.npz", images=np.zeros((8, 32, 32, 3), np.uint8))
     with pytest.raises(fid.FIDUnavailable, match="holds 8 training images, not 50000"):
         fid.reference_statistics(tmp_path, None, 8)

@@ -17,6 +17,7 @@ truncated); grey images are repeated to three channels.
 from __future__ import annotations
 
 import pickle
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -123,14 +124,17 @@ def reference_statistics(reference: str | Path, net: torch.nn.Module, batch_size
     """
     path = Path(reference)
     if path.is_file():
-        with np.load(path) as z:
-            if "mu" not in z or "sigma" not in z:
-                raise FIDUnavailable(f"model arg 'fid_reference': {path} has no 'mu'/'sigma' arrays")
-            count = int(z["count"]) if "count" in z else 0
-            if count != REFERENCE_IMAGES:
-                raise FIDUnavailable(f"model arg 'fid_reference': {path} says count={count}, "
-                                     f"not the {REFERENCE_IMAGES} training images")
-            return z["mu"], z["sigma"]
+        try:
+            z = dict(np.load(path))
+        except (OSError, ValueError, zipfile.BadZipFile) as exc:
+            raise FIDUnavailable(f"model arg 'fid_reference': {path} is not a readable .npz ({exc})") from exc
+        if "mu" not in z or "sigma" not in z:
+            raise FIDUnavailable(f"model arg 'fid_reference': {path} has no 'mu'/'sigma' arrays")
+        count = int(z["count"]) if "count" in z else 0
+        if count != REFERENCE_IMAGES:
+            raise FIDUnavailable(f"model arg 'fid_reference': {path} says count={count}, "
+                                 f"not the {REFERENCE_IMAGES} training images")
+        return z["mu"], z["sigma"]
     shards = sorted(path.glob("train_*.npz"))
     if not shards:
         raise FIDUnavailable(f"model arg 'fid_reference': {path} has no train_*.npz shards")
