@@ -1,4 +1,9 @@
-"""Shared fixtures: a small synthetic dataset cache, run specs, the offline shared data."""
+"""Shared fixtures: a small synthetic dataset cache, run specs, the offline shared data.
+
+Missing prerequisites (offline data, Chromium, MLflow, SLURM, a GPU for ``cuda`` tests) skip a
+test on a developer's machine and fail it in CI (``CI=true``): :func:`skip_missing`, and the hooks
+below for ``pytest.importorskip``. Tests marked ``cuda`` are deselected unless ``-m`` names ``cuda``.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,72 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+MISSING = "missing prerequisite: "
+
+
+def in_ci() -> bool:
+    """``CI`` is set to true (read at call time, so a test can set it for an inner session)."""
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def skip_missing(what: str):
+    """Skip a test whose prerequisite ``what`` is absent; in CI (``CI=true``) fail it instead.
+
+    Args:
+        what: what is missing and how to provide it (the message names it in both cases).
+
+    Raises:
+        pytest.skip.Exception: outside CI.
+        pytest.fail.Exception: in CI, so that a run that tested nothing cannot pass.
+    """
+    if in_ci():
+        pytest.fail(f"CI=true, and this test needs what is missing: {what}", pytrace=False)
+    pytest.skip(MISSING + what)
+
+
+def _skip_reason(report) -> str | None:
+    longrepr = report.longrepr
+    return longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else None
+
+
+def _fail_import_skip_in_ci(report) -> None:
+    """``pytest.importorskip`` (in a test or at module level) fails in CI, naming the module."""
+    reason = _skip_reason(report) if report.skipped else None
+    if in_ci() and reason and reason.removeprefix("Skipped: ").startswith(("could not import", MISSING)):
+        report.outcome = "failed"
+        report.longrepr = f"CI=true, and this test needs what is missing: {reason}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    _fail_import_skip_in_ci(outcome.get_result())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    outcome = yield
+    _fail_import_skip_in_ci(outcome.get_result())
+
+
+def pytest_collection_modifyitems(config, items):
+    """Deselect ``cuda`` tests unless the ``-m`` expression names the marker."""
+    if "cuda" in (config.getoption("markexpr") or ""):
+        return
+    keep = [i for i in items if i.get_closest_marker("cuda") is None]
+    if len(keep) != len(items):
+        config.hook.pytest_deselected(items=[i for i in items if i.get_closest_marker("cuda") is not None])
+        items[:] = keep
+
+
+def shared_reference_dir() -> Path:
+    """``$DEBENCH_SHARED_REFERENCE``, else ``reference/`` beside ``$DEBENCH_SHARED_DATA``, else
+    ``../shared/reference`` beside the checkout (it may not exist)."""
+    if os.environ.get("DEBENCH_SHARED_REFERENCE"):
+        return Path(os.environ["DEBENCH_SHARED_REFERENCE"])
+    if os.environ.get("DEBENCH_SHARED_DATA"):
+        return Path(os.environ["DEBENCH_SHARED_DATA"]).parent / "reference"
+    return ROOT.parent / "shared" / "reference"
 
 
 def shared_data_dir() -> Path | None:
@@ -24,7 +95,7 @@ def shared_data_dir() -> Path | None:
 def shared_data() -> Path:
     p = shared_data_dir()
     if p is None:
-        pytest.skip("offline CIFAR-10/MNIST shards not found (set DEBENCH_SHARED_DATA or place ../shared/data)")
+        skip_missing("the offline CIFAR-10/MNIST shards (set DEBENCH_SHARED_DATA or place ../shared/data)")
     return p
 
 

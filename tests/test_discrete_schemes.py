@@ -1,4 +1,5 @@
-"""Each scheme is what it claims: on a linear f(x) = A x (float64) one step equals its formula."""
+"""Each scheme is what it claims: one step equals its formula (float64), on a linear f(x) = A x and,
+where methods of equal order agree on linear fields (midpoint and Heun), on a nonlinear f."""
 
 import pytest
 import torch
@@ -45,6 +46,55 @@ def test_rk_step_is_taylor_polynomial_on_linear_f(method, poly):
     A, x = mat(), vec()
     got = schemes.rk_step(Lin(A), x, schemes.TABLEAUX[method])
     assert torch.allclose(got, x @ poly(A).T, atol=1e-12)
+
+
+class NonLin(nn.Module):
+    """f(x) = tanh(A x) + 0.3 x^2 elementwise: second-order methods differ on it (not on A x)."""
+
+    def __init__(self, a):
+        super().__init__()
+        self.lin = Lin(a)
+
+    def forward(self, x):
+        return torch.tanh(self.lin(x)) + 0.3 * x * x
+
+
+def rk_formula(method, f, x):
+    """The textbook step of size 1, written out stage by stage."""
+    if method == "euler":
+        return x + f(x)
+    if method == "midpoint":
+        return x + f(x + f(x) / 2)
+    if method == "heun":
+        k1 = f(x)
+        return x + (k1 + f(x + k1)) / 2
+    if method == "poly2":
+        return x + f(x) + f(f(x))
+    k1 = f(x)
+    k2 = f(x + k1 / 2)
+    k3 = f(x + k2 / 2)
+    k4 = f(x + k3)
+    return x + (k1 + 2 * k2 + 2 * k3 + k4) / 6
+
+
+RK = ["euler", "midpoint", "heun", "rk4"]
+
+
+@pytest.mark.parametrize("method", RK)
+def test_rk_step_is_its_formula_on_nonlinear_f(method):
+    f, x = NonLin(mat(1.0)), vec()
+    with torch.no_grad():
+        assert torch.allclose(schemes.rk_step(f, x, schemes.TABLEAUX[method]), rk_formula(method, f, x), atol=1e-12)
+
+
+@pytest.mark.parametrize("method,other", [(m, o) for m in RK for o in RK if m != o])
+def test_nonlinear_check_tells_every_pair_of_tableaux_apart(method, other):
+    """The check above can fail: a tableau swapped for any other one misses the formula by far more
+    than its tolerance (on the linear field midpoint and Heun are identical)."""
+    f, x = NonLin(mat(1.0)), vec()
+    with torch.no_grad():
+        gap = (schemes.rk_step(f, x, schemes.TABLEAUX[other]) - rk_formula(method, f, x)).abs().max()
+    assert gap > 1e-3
 
 
 def test_lm_poly2_leapfrog_midpoint_verlet_momentum_formulas():
@@ -115,6 +165,18 @@ def test_scheme_block_stage_count_and_update(method):
             "rk4": I + A + A @ A / 2 + A @ A @ A / 6 + A @ A @ A @ A / 24}[method]
     assert torch.allclose(block(x), torch.relu(apply(poly, x)), atol=1e-12)
     assert block.stages == {"midpoint": 2, "heun": 2, "rk4": 4, "poly2": 2}[method]
+
+
+@pytest.mark.parametrize("method", ["midpoint", "heun", "rk4", "poly2"])
+def test_scheme_block_is_relu_of_its_formula_on_nonlinear_branch(method):
+    block = SchemeBlock(D, method).double()
+    block.branch = f = NonLin(mat(1.0))
+    x = img()
+    swapped = {"midpoint": "heun", "heun": "midpoint", "rk4": "heun", "poly2": "euler"}[method]
+    with torch.no_grad():
+        expected = torch.relu(rk_formula(method, f, x))
+        assert torch.allclose(block(x), expected, atol=1e-12)
+        assert not torch.allclose(expected, torch.relu(rk_formula(swapped, f, x)), atol=1e-3)
 
 
 @pytest.mark.parametrize("kind", ["parabolic", "second_order", "hamiltonian"])

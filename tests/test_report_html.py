@@ -11,10 +11,16 @@ import pytest
 from debench.report.aggregate import aggregate
 from debench.report.html import build_report
 from debench.report.tables import TABLE_NAMES
+from tests.conftest import skip_missing
 from tests.test_report import PUBLISHED, make_runs
 
 CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
+
+
+@pytest.fixture(autouse=True)
+def _needs_chromium():
+    if CHROMIUM is None:
+        skip_missing("chromium (apt-get install chromium)")
 
 
 def rendered_dom(page, profile) -> str:

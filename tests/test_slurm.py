@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.conftest import skip_missing
 from tests.test_workflow import SNAKEMAKE, project_copy
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -188,18 +189,20 @@ PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 
 @pytest.fixture(scope="module")
 def slurm(tmp_path_factory):
-    pytest.importorskip("snakemake_executor_plugin_slurm",
-                        reason="the slurm extra is not installed (pip install -e '.[slurm]')")
+    try:
+        import snakemake_executor_plugin_slurm  # noqa: F401
+    except ImportError:
+        skip_missing("the slurm extra (pip install -e '.[slurm]')")
     reason = _install_slurm()
     if reason:
-        pytest.skip(f"cannot set up SLURM: {reason}")
+        skip_missing(f"SLURM, which could not be set up: {reason}")
     # a short path: the munge socket path must fit in a sockaddr_un
     cluster = LocalSlurm(Path(tmp_path_factory.mktemp("slurm")))
     try:
         cluster.start()
     except (RuntimeError, subprocess.TimeoutExpired) as exc:
         cluster.stop()
-        pytest.skip(f"cannot set up SLURM: the daemons did not start: {str(exc)[-1500:]}")
+        skip_missing(f"SLURM, whose daemons did not start: {str(exc)[-1500:]}")
     try:
         yield cluster
     finally:

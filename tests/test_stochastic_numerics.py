@@ -277,6 +277,83 @@ def test_model_bits_per_dim_matches_closed_form():
     assert (bpd - expected).mean().abs() < 0.0072
 
 
+# ---------------------------------------------------------------- sampler end time and DDPM's noise scales
+
+@pytest.mark.parametrize("sde_name,end", [("ve", 1e-5), ("vp", 1e-3), ("subvp", 1e-3)])
+@pytest.mark.parametrize("sampler", ["em", "pc", "ode"])
+def test_samplers_end_at_the_authors_time(sde_name, end, sampler):
+    """yang-song/score_sde run_lib.py: sampling_eps 1e-5 for VE, 1e-3 for VP and sub-VP."""
+    from debench.models.stochastic.score_sde import ScoreSDEModel
+
+    sde, seen = make_sde(sde_name), []
+
+    def score(x, t):
+        seen.append(float(t.min()))
+        return torch.zeros_like(x)
+
+    x = sde.prior_sample((2, 2), dtype=torch.float64)
+    {"em": lambda: S.euler_maruyama(sde, score, x, steps=4),
+     "pc": lambda: S.predictor_corrector(sde, score, x, steps=4),
+     "ode": lambda: S.probability_flow(sde, score, x, rtol=1e-2, atol=1e-2)}[sampler]()
+    assert min(seen) == pytest.approx(end, rel=1e-9)
+    assert ScoreSDEModel(nn.Identity(), (2,), sde=sde_name, images=False).sample_eps == end
+
+
+class ConstNet(nn.Module):
+    """Predicts the noise ``c`` everywhere, so the score is ``-c / std``: it shows which std is used."""
+
+    def __init__(self, c=0.3):
+        super().__init__()
+        self.c = nn.Parameter(torch.tensor(c, dtype=torch.float64))
+
+    def forward(self, x, label):
+        return self.c * torch.ones_like(x)
+
+
+def ddpm_std(i, n=1000, beta_min=0.1, beta_max=20.0):
+    betas = torch.linspace(beta_min / n, beta_max / n, n, dtype=torch.float64)
+    return float((1 - torch.cumprod(1 - betas, 0)[i]).sqrt())
+
+
+def test_ddpm_score_uses_the_discrete_noise_scales_it_was_trained_on():
+    """At t = 1e-5 DDPM's std is sqrt(beta_1) = 0.01, the continuous s(t) 0.001 (10x); on the grid
+    t = i / 999 it is sqrt(1 - alpha-bar_i); the continuous VP model keeps s(t)."""
+    from debench.models.stochastic.score_sde import ScoreSDEModel
+
+    ddpm = ScoreSDEModel(ConstNet(), (2,), sde="vp", discrete=True, images=False)
+    cont = ScoreSDEModel(ConstNet(), (2,), sde="vp", images=False)
+    x = torch.zeros(4, 2, dtype=torch.float64)
+    t = torch.tensor([1e-5, 1e-3, 5 / 999, 500 / 999], dtype=torch.float64)
+    expected = torch.tensor([ddpm_std(0), ddpm_std(0), ddpm_std(5), ddpm_std(500)], dtype=torch.float64)
+    torch.testing.assert_close(ddpm.score(x, t)[:, 0], -0.3 / expected, rtol=1e-9, atol=0)
+    torch.testing.assert_close(cont.score(x, t)[:, 0], -0.3 / cont.sde.marginal(t)[1], rtol=1e-9, atol=0)
+    assert ddpm_std(0) == pytest.approx(0.01) and float(cont.sde.marginal(t)[1][0]) == pytest.approx(1e-3, rel=1e-3)
+
+
+def test_ddpm_bits_per_dim_and_ode_sampler_use_the_discrete_scales():
+    """The model's likelihood and probability-flow samples equal the solver's with DDPM's discrete score."""
+    from debench.models.stochastic.score_sde import ScoreSDEModel
+
+    torch.manual_seed(0)
+    model = ScoreSDEModel(ConstNet(), (2,), sde="vp", discrete=True, images=False, trace="exact", ode_tol=1e-4)
+    sde = model.sde
+
+    def discrete_score(x, t):
+        return -0.3 * torch.ones_like(x) / bcast(sde.discrete_std(t), x)
+
+    x = MEAN + STD * torch.randn(8, 2, dtype=torch.float64)
+    bpd, _ = model.bits_per_dim(x)
+    logp, _ = S.log_likelihood(sde, discrete_score, x, 1e-5, 1e-4, 1e-4, trace="exact")
+    torch.testing.assert_close(bpd, -logp / (2 * math.log(2)), rtol=1e-9, atol=1e-9)
+    torch.manual_seed(1)
+    got, _ = model.sample(8, "ode", device="cpu")
+    torch.manual_seed(1)
+    want, _ = S.probability_flow(sde, discrete_score, sde.prior_sample((8, 2)), 1e-3, 1e-4, 1e-4)
+    torch.testing.assert_close(got, want)
+
+
+# ---------------------------------------------------------------- FID
+
 def test_frechet_distance_of_diagonal_gaussians():
     from debench.models.stochastic.fid import frechet_distance
 
@@ -284,3 +361,133 @@ def test_frechet_distance_of_diagonal_gaussians():
     v1, v2 = torch.tensor([1.0, 4.0, 9.0]), torch.tensor([4.0, 1.0, 1.0])
     closed = float((mu1 - mu2).pow(2).sum() + (v1.sqrt() - v2.sqrt()).pow(2).sum())
     assert frechet_distance(mu1, torch.diag(v1), mu2, torch.diag(v2)) == pytest.approx(closed, rel=1e-9)
+
+
+def test_frechet_distance_of_scaled_covariances_closed_form():
+    """Non-diagonal case with a closed form: S2 = k^2 S1 gives tr((S1 S2)^(1/2)) = k tr S1."""
+    from debench.models.stochastic.fid import frechet_distance
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(6, 6, generator=g, dtype=torch.float64)
+    s1, k = a @ a.T + 0.1 * torch.eye(6, dtype=torch.float64), 1.7
+    mu1, mu2 = torch.randn(6, generator=g, dtype=torch.float64), torch.randn(6, generator=g, dtype=torch.float64)
+    closed = float((mu1 - mu2).pow(2).sum() + (1 - k) ** 2 * s1.trace())
+    assert frechet_distance(mu1, s1, mu2, k * k * s1) == pytest.approx(closed, rel=1e-9)
+
+
+def test_fid_statistics_of_feature_sets_match_numpy_and_closed_form():
+    """The library's statistics of small feature sets are the sample mean and unbiased covariance,
+    and the distance of two shifted copies is the squared shift (equal covariances)."""
+    import numpy as np
+
+    from debench.models.stochastic.fid import frechet_distance, statistics
+
+    g = torch.Generator().manual_seed(0)
+    f = torch.randn(50, 4, generator=g, dtype=torch.float64) @ torch.randn(4, 4, generator=g, dtype=torch.float64)
+    shift = torch.tensor([1.0, -2.0, 0.5, 0.0], dtype=torch.float64)
+    mu, sigma = statistics(f)
+    np.testing.assert_allclose(mu, f.mean(0).numpy(), rtol=1e-12)
+    np.testing.assert_allclose(sigma, np.cov(f.numpy(), rowvar=False), rtol=1e-12)
+    assert frechet_distance(*statistics(f), *statistics(f + shift)) == pytest.approx(5.25, rel=1e-6)
+
+
+@pytest.mark.parametrize("weights,reference,n,reason", [
+    (None, "x", 50000, "'inception_weights' is not set"),
+    ("missing.pth", "x", 50000, "missing.pth does not exist"),
+    ("W", None, 50000, "'fid_reference' is not set"),
+    ("W", "missing_ref", 50000, "missing_ref does not exist"),
+    ("W", "R", 64, "'num_samples' is 64; published FIDs use 50000"),
+])
+def test_fid_unavailable_reasons(tmp_path, weights, reference, n, reason):
+    from debench.models.stochastic.fid import unavailable_reason
+
+    (tmp_path / "W").write_bytes(b"x")
+    (tmp_path / "R").mkdir()
+    full = lambda p: None if p is None else str(tmp_path / p)  # noqa: E731
+    assert reason in unavailable_reason(full(weights), full(reference), n)
+    assert unavailable_reason(full("W"), full("R"), 50000) is None
+
+
+def test_fid_refuses_weights_and_reference_that_are_not_the_published_ones(tmp_path):
+    """A state dict of another network, a statistics file of the wrong set size and a shard folder
+    of the wrong size each give FIDUnavailable naming the model arg, never a number."""
+    import numpy as np
+
+    from debench.models.stochastic import fid
+
+    torch.save({"fc.weight": torch.zeros(1000, 2048)}, tmp_path / "other.pth")
+    (tmp_path / "garbage.pth").write_bytes(b"not a state dict")
+    for name in ("other.pth", "garbage.pth"):
+        with pytest.raises(fid.FIDUnavailable, match="'inception_weights'.*not torch-fidelity's TF-FID"):
+            fid.load_extractor(tmp_path / name, "cpu")
+    np.savez(tmp_path / "stats.npz", mu=np.zeros(3), sigma=np.eye(3), count=10000)
+    with pytest.raises(fid.FIDUnavailable, match="'fid_reference'.*count=10000"):
+        fid.reference_statistics(tmp_path / "stats.npz", None, 8)
+    (tmp_path / "bad.npz").write_bytes(b"no zip")
+    with pytest.raises(fid.FIDUnavailable, match="'fid_reference'.*not a readable .npz"):
+        fid.reference_statistics(tmp_path / "bad.npz", None, 8)
+    np.savez(tmp_path / "train_00.npz", images=np.zeros((8, 32, 32, 3), np.uint8))
+    with pytest.raises(fid.FIDUnavailable, match="holds 8 training images, not 50000"):
+        fid.reference_statistics(tmp_path, None, 8)
+
+
+def test_model_writes_the_fid_reason_and_no_fid_key(tmp_path):
+    """An image model whose FID cannot match the published protocol says why in fid_not_computed.txt."""
+    from debench.models.stochastic.score_sde import ScoreSDEModel
+    from debench.models.stochastic.score_nets import UNet
+
+    torch.manual_seed(0)
+    (tmp_path / "w.pth").write_bytes(b"x")
+    net = UNet(3, 8, ch=8, ch_mult=(1,), num_res_blocks=1, attn_resolutions=(), dropout=0.0)
+    model = ScoreSDEModel(net, (3, 8, 8), sde="vp", samplers=("em",), sample_steps=2, num_samples=2,
+                          likelihood_examples=1, ode_tol=1e-2, inception_weights=str(tmp_path / "w.pth"),
+                          fid_reference=str(tmp_path))
+    with torch.no_grad():
+        metrics = model.evaluate_metrics(torch.rand(2, 3, 8, 8), None, batch_size=2)
+    assert not any(k.startswith("fid") for k in metrics)
+    model.write_artifacts(tmp_path / "art")
+    note = (tmp_path / "art" / "fid_not_computed.txt").read_text()
+    assert note.startswith("FID not computed: ") and "'num_samples' is 2" in note
+
+
+@pytest.mark.slow
+def test_fid_refuses_torchvision_inception_weights(tmp_path):
+    """torchvision's ImageNet Inception-v3 has the same layer names but not the TF-FID network's
+    1008-way head: its state dict must be refused, not used for a number beside a published FID."""
+    from torchvision.models import inception_v3
+
+    from debench.models.stochastic import fid
+
+    torch.save(inception_v3(weights=None, aux_logits=False, init_weights=False).state_dict(), tmp_path / "tv.pth")
+    with pytest.raises(fid.FIDUnavailable, match="not torch-fidelity's TF-FID"):
+        fid.load_extractor(tmp_path / "tv.pth", "cpu")
+
+
+@pytest.mark.slow
+def test_fid_pipeline_with_a_tf_compatible_state_dict(tmp_path, monkeypatch):
+    """End to end through torch-fidelity's extractor with random weights of the right shapes: uint8
+    conversion, 2048-d features, reference statistics from a file, handed to the distance (whose
+    arithmetic the tests above check; a 2048-d eigendecomposition takes a minute on one core)."""
+    import numpy as np
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    from debench.models.stochastic import fid
+
+    torch.save({}, tmp_path / "empty.pth")
+    with monkeypatch.context() as m:
+        m.setattr(FeatureExtractorInceptionV3, "load_state_dict", lambda self, sd: None)
+        torch.manual_seed(0)
+        state = FeatureExtractorInceptionV3("x", ["2048"], feature_extractor_weights_path=str(tmp_path / "empty.pth"))
+    torch.save(state.state_dict(), tmp_path / "w.pth")
+    net = fid.load_extractor(tmp_path / "w.pth", "cpu")
+    imgs = torch.rand(6, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    feats = fid.features(net, fid.to_uint8(imgs), 3)
+    assert feats.shape == (6, 2048) and feats.dtype == torch.float64
+    mu, sigma = fid.statistics(feats)
+    np.savez(tmp_path / "ref.npz", mu=mu, sigma=sigma, count=fid.REFERENCE_IMAGES)
+    calls = []
+    monkeypatch.setattr(fid, "frechet_distance", lambda *a: calls.append(a) or 1.5)
+    out = fid.fid_of_samples({"em": imgs}, str(tmp_path / "w.pth"), str(tmp_path / "ref.npz"), 3)
+    assert out == {"em": 1.5} and len(calls) == 1
+    for got, want in zip(calls[0], (mu, sigma, mu, sigma)):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-9)

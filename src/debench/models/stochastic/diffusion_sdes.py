@@ -11,6 +11,9 @@ Each SDE ``dx = f(x, t) dt + g(t) dW`` on ``t in [0, 1]`` has a Gaussian perturb
   DDPM (Ho et al. 2020) is its discretization with ``beta_i = beta(i / (N - 1)) / N``, N = 1000.
 - **sub-VP**: the VP drift with ``g^2 = beta(t) (1 - exp(-2 B(t)))``, so ``s = 1 - a^2``.
 
+Each SDE also carries the end time of its samplers, ``sample_eps``: 1e-3 for VP and sub-VP,
+1e-5 for VE, as in the authors' code (yang-song/score_sde, ``run_lib.py``: ``sampling_eps``).
+
 Time arguments are tensors of shape ``(batch,)``; returned per-example coefficients have that
 shape and broadcast over the data with :func:`bcast`.
 """
@@ -32,6 +35,7 @@ class DiffusionSDE:
 
     T = 1.0
     name = "base"
+    sample_eps = 1e-3
 
     def drift(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return bcast(self.drift_coef(t), x) * x
@@ -68,6 +72,7 @@ class DiffusionSDE:
 
 class VESDE(DiffusionSDE):
     name = "ve"
+    sample_eps = 1e-5
 
     def __init__(self, sigma_min: float = 0.01, sigma_max: float = 50.0):
         self.sigma_min, self.sigma_max = sigma_min, sigma_max
@@ -122,6 +127,18 @@ class VPSDE(DiffusionSDE):
     def discrete_betas(self) -> torch.Tensor:
         """DDPM's ``beta_i = beta(i / (N - 1)) / N`` (``1e-4 ... 0.02`` for the defaults)."""
         return torch.linspace(self.beta_0 / self.n, self.beta_1 / self.n, self.n, dtype=torch.float64)
+
+    def discrete_index(self, t: torch.Tensor) -> torch.Tensor:
+        """Step ``i`` of DDPM's grid for time ``t``: ``floor(t (N - 1))``, as the authors index
+        ``sqrt_1m_alphas_cumprod`` (yang-song/score_sde, ``models/utils.py``, ``get_score_fn``);
+        the 1e-4 guards ``t = i / (N - 1)`` that rounds just below ``i`` in floating point."""
+        return torch.floor(t * (self.n - 1) + 1e-4).long().clamp(0, self.n - 1)
+
+    def discrete_std(self, t: torch.Tensor) -> torch.Tensor:
+        """DDPM's ``sqrt(1 - prod_{j <= i} (1 - beta_j))`` at step ``discrete_index(t)``: the noise
+        scale a DDPM network was trained on (0.01 at ``i = 0``, where the continuous ``s(1e-5)`` is 0.001)."""
+        std = (1 - torch.cumprod(1 - self.discrete_betas(), 0)).sqrt()
+        return std.to(t.device)[self.discrete_index(t)].to(t.dtype)
 
 
 class SubVPSDE(VPSDE):

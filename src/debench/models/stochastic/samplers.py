@@ -5,7 +5,8 @@ Every function takes the forward SDE (:mod:`diffusion_sdes`) and a score functio
 against the exact score of Gaussian data:
 
 - :func:`euler_maruyama`: the reverse-time SDE ``dx = [f - g^2 score] dt + g dW-bar`` from ``T``
-  to ``eps``, ``steps`` equal steps, the last one without noise.
+  to ``eps`` (``sde.sample_eps`` unless given: 1e-5 for VE, 1e-3 otherwise), ``steps`` equal
+  steps, the last one without noise.
 - :func:`predictor_corrector`: the same predictor followed by one Langevin corrector step with
   signal-to-noise ratio ``snr`` (0.16 in the paper) per step.
 - :func:`ancestral`: DDPM's ancestral sampler, the VP SDE's own discretization.
@@ -26,6 +27,10 @@ from debench.models.stochastic.diffusion_sdes import DiffusionSDE, VPSDE, bcast
 Score = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
+def _end(sde: DiffusionSDE, eps: float | None) -> float:
+    return sde.sample_eps if eps is None else eps
+
+
 def _times(sde: DiffusionSDE, steps: int, eps: float, ref: torch.Tensor) -> torch.Tensor:
     return torch.linspace(sde.T, eps, steps, device=ref.device, dtype=ref.dtype)
 
@@ -38,8 +43,11 @@ def _reverse_em_step(sde, score, x, t, h, last):
 
 
 @torch.no_grad()
-def euler_maruyama(sde: DiffusionSDE, score: Score, x: torch.Tensor, steps: int = 1000, eps: float = 1e-3) -> torch.Tensor:
-    """Reverse-SDE Euler-Maruyama from the prior sample ``x`` (score evaluations: ``steps``)."""
+def euler_maruyama(sde: DiffusionSDE, score: Score, x: torch.Tensor, steps: int = 1000,
+                   eps: float | None = None) -> torch.Tensor:
+    """Reverse-SDE Euler-Maruyama from the prior sample ``x`` to ``eps`` (``None``: ``sde.sample_eps``);
+    ``steps`` score evaluations."""
+    eps = _end(sde, eps)
     ts = _times(sde, steps, eps, x)
     h = (sde.T - eps) / (steps - 1) if steps > 1 else sde.T - eps
     for i, t in enumerate(ts):
@@ -61,9 +69,11 @@ def langevin_step(sde: DiffusionSDE, score: Score, x: torch.Tensor, t: torch.Ten
 
 
 @torch.no_grad()
-def predictor_corrector(sde: DiffusionSDE, score: Score, x: torch.Tensor, steps: int = 1000, eps: float = 1e-3,
-                        snr: float = 0.16, corrector_steps: int = 1) -> torch.Tensor:
-    """Corrector (Langevin) then predictor (reverse EM) per time; ``steps (1 + corrector_steps)`` NFE."""
+def predictor_corrector(sde: DiffusionSDE, score: Score, x: torch.Tensor, steps: int = 1000,
+                        eps: float | None = None, snr: float = 0.16, corrector_steps: int = 1) -> torch.Tensor:
+    """Corrector (Langevin) then predictor (reverse EM) per time, down to ``eps`` (``None``:
+    ``sde.sample_eps``); ``steps (1 + corrector_steps)`` NFE."""
+    eps = _end(sde, eps)
     ts = _times(sde, steps, eps, x)
     h = (sde.T - eps) / (steps - 1) if steps > 1 else sde.T - eps
     for i, t in enumerate(ts):
@@ -121,9 +131,11 @@ def odeint(*args, **kwargs) -> torch.Tensor:
 
 
 @torch.no_grad()
-def probability_flow(sde: DiffusionSDE, score: Score, x: torch.Tensor, eps: float = 1e-3, rtol: float = 1e-5,
-                     atol: float = 1e-5, method: str = "dopri5") -> tuple[torch.Tensor, int]:
-    """Integrate the probability-flow ODE from ``T`` to ``eps``; returns ``(samples, nfe)``."""
+def probability_flow(sde: DiffusionSDE, score: Score, x: torch.Tensor, eps: float | None = None,
+                     rtol: float = 1e-5, atol: float = 1e-5, method: str = "dopri5") -> tuple[torch.Tensor, int]:
+    """Integrate the probability-flow ODE from ``T`` to ``eps`` (``None``: ``sde.sample_eps``);
+    returns ``(samples, nfe)``."""
+    eps = _end(sde, eps)
     fn = _Counted(lambda t, y: ode_velocity(sde, score, y, t))
     ts = torch.tensor([sde.T, eps], device=x.device, dtype=x.dtype)
     out = odeint(fn, x, ts, rtol=rtol, atol=atol, method=method, options=_stop_at(ts, method))

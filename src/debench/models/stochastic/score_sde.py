@@ -13,9 +13,14 @@ is the same with ``t`` on the VP SDE's 1000 discrete steps. Evaluation (``evalua
   one Langevin corrector step at snr 0.16; ``ode``: probability flow; ``ancestral``: DDPM):
   ``nfe_sample_<sampler>`` and, for array data, ``mmd_<sampler>`` (RBF-kernel MMD^2 to the test
   set, median bandwidth).
-- ``fid_<sampler>`` and ``fid`` (the first sampler) only when ``inception_weights`` names a
-  local Inception-v3 state dict; otherwise :meth:`write_artifacts` writes
-  ``fid_not_computed.txt`` with the reason.
+- ``fid_<sampler>`` and ``fid`` (the first sampler) only as the published FIDs were computed
+  (:mod:`fid`: torch-fidelity's TF-FID Inception from the local file ``inception_weights``, the
+  CIFAR-10 training set ``fid_reference``, ``num_samples >= 50000``); otherwise
+  :meth:`write_artifacts` writes ``fid_not_computed.txt`` with the reason.
+
+DDPM (``discrete=True``) is scored with the noise scales it was trained on, DDPM's discrete
+``sqrt(1 - alpha-bar_i)`` (:meth:`VPSDE.discrete_std`), in every sampler and in bits/dim, as the
+authors' ``get_score_fn`` does for non-continuous VP models.
 """
 
 from __future__ import annotations
@@ -59,23 +64,26 @@ class ScoreSDEModel(nn.Module):
         discrete: DDPM training on the VP SDE's ``N`` discrete steps (needs ``sde="vp"``).
         images: data are quantized images in [0, 1] (dequantized for bits/dim).
         center: map images to [-1, 1] (VP/sub-VP) instead of [0, 1] (VE), as in the paper.
-        train_eps, sample_eps, likelihood_eps: smallest times (1e-5, 1e-3, 1e-5 in the paper).
+        train_eps, sample_eps, likelihood_eps: smallest times (1e-5, the SDE's ``sample_eps``
+            (1e-5 VE, 1e-3 VP/sub-VP) when ``None``, 1e-5 in the paper).
         sample_steps: steps of the EM and PC samplers (1000 in the paper).
         snr: Langevin corrector signal-to-noise ratio (0.16 for CIFAR-10).
         samplers: which samplers evaluation runs.
         num_samples: samples per sampler at evaluation (FID wants 50000).
         likelihood_examples: test examples for bits/dim (``None``: the whole test split).
         trace: ``hutchinson`` or ``exact`` divergence for the likelihood ODE.
-        inception_weights: local Inception-v3 state dict for FID (``None``: no FID).
+        inception_weights: local torch-fidelity TF-FID Inception state dict (``None``: no FID).
+        fid_reference: CIFAR-10 training set for FID: a folder of ``train_*.npz`` shards or an
+            ``.npz`` with ``mu``, ``sigma``, ``count`` (``None``: no FID).
         ode_tol: rtol = atol of the probability-flow ODE (1e-5 in the paper; looser for smoke runs).
     """
 
     def __init__(self, net: nn.Module, data_shape: Sequence[int], sde: str = "vp", sde_args: dict | None = None,
                  discrete: bool = False, images: bool = True, center: bool | None = None,
-                 train_eps: float = 1e-5, sample_eps: float = 1e-3, likelihood_eps: float = 1e-5,
+                 train_eps: float = 1e-5, sample_eps: float | None = None, likelihood_eps: float = 1e-5,
                  sample_steps: int = 1000, snr: float = 0.16, samplers: Sequence[str] = ("em", "pc", "ode"),
                  num_samples: int = 64, likelihood_examples: int | None = None, trace: str = "hutchinson",
-                 inception_weights: str | None = None, ode_tol: float = 1e-5):
+                 inception_weights: str | None = None, ode_tol: float = 1e-5, fid_reference: str | None = None):
         super().__init__()
         self.ode_tol = ode_tol
         for s in samplers:
@@ -87,10 +95,11 @@ class ScoreSDEModel(nn.Module):
             raise ValueError("DDPM training and the ancestral sampler need sde='vp'")
         self.net, self.data_shape, self.discrete, self.images = net, tuple(data_shape), discrete, images
         self.center = (sde != "ve") if center is None else center
-        self.train_eps, self.sample_eps, self.likelihood_eps = train_eps, sample_eps, likelihood_eps
+        self.sample_eps = self.sde.sample_eps if sample_eps is None else sample_eps
+        self.train_eps, self.likelihood_eps = train_eps, likelihood_eps
         self.sample_steps, self.snr, self.samplers = sample_steps, snr, tuple(samplers)
         self.num_samples, self.likelihood_examples, self.trace = num_samples, likelihood_examples, trace
-        self.inception_weights = inception_weights
+        self.inception_weights, self.fid_reference = inception_weights, fid_reference
         self._samples: dict[str, torch.Tensor] = {}
         self._fid_reason: str | None = None
 
@@ -102,15 +111,9 @@ class ScoreSDEModel(nn.Module):
         return ((x + 1) / 2 if self.center else x).clamp(0, 1) if self.images else x
 
     def score(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        _, std = self.sde.marginal(t)
+        """``-net(x, label(t)) / s``: ``s`` the std the network was trained on (DDPM: the discrete one)."""
+        std = self.sde.discrete_std(t) if self.discrete else self.sde.marginal(t)[1]
         return -self.net(x, self.sde.noise_label(t)) / bcast(std, x)
-
-    def _ddpm_score(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        # The network was trained on DDPM's discrete stds; use them on the discrete grid.
-        betas = self.sde.discrete_betas()
-        std = (1 - torch.cumprod(1 - betas, 0)).sqrt().to(x.device, x.dtype)
-        i = (t * (len(betas) - 1)).round().long()
-        return -self.net(x, self.sde.noise_label(t)) / bcast(std[i], x)
 
     # ---------------------------------------------------------------- training
     def training_loss(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
@@ -144,7 +147,7 @@ class ScoreSDEModel(nn.Module):
         elif sampler == "ode":
             out, nfe = S.probability_flow(self.sde, self.score, x, self.sample_eps, self.ode_tol, self.ode_tol)
         else:
-            out, nfe = S.ancestral(self.sde, self._ddpm_score, x), self.sde.n
+            out, nfe = S.ancestral(self.sde, self.score, x), self.sde.n
         return self.to_data_space(out), nfe
 
     # ---------------------------------------------------------------- evaluation
@@ -191,20 +194,21 @@ class ScoreSDEModel(nn.Module):
         return metrics
 
     def _fid(self, x: torch.Tensor, batch_size: int) -> dict[str, float]:
-        if not self.images:
-            self._fid_reason = None
-            return {}
-        if not self.inception_weights:
-            self._fid_reason = "model arg 'inception_weights' is not set (no local Inception-v3 weights)"
-            return {}
-        if not Path(self.inception_weights).is_file():
-            self._fid_reason = f"inception_weights {self.inception_weights} does not exist"
-            return {}
-        from debench.models.stochastic.fid import fid
+        from debench.models.stochastic import fid
 
-        out = {f"fid_{s}": fid(self._samples[s], x, self.inception_weights, batch_size) for s in self.samplers}
-        out["fid"] = out[f"fid_{self.samplers[0]}"]
         self._fid_reason = None
+        if not self.images:
+            return {}
+        self._fid_reason = fid.unavailable_reason(self.inception_weights, self.fid_reference, self.num_samples)
+        if self._fid_reason:
+            return {}
+        try:
+            scores = fid.fid_of_samples(self._samples, self.inception_weights, self.fid_reference, batch_size)
+        except fid.FIDUnavailable as exc:
+            self._fid_reason = str(exc)
+            return {}
+        out = {f"fid_{s}": v for s, v in scores.items()}
+        out["fid"] = out[f"fid_{self.samplers[0]}"]
         return out
 
     def write_artifacts(self, folder: Path) -> list[Path]:
@@ -254,12 +258,13 @@ def _image_factory(name: str, sde: str, discrete: bool, samplers: tuple[str, ...
                 attn_resolutions: Sequence[int] = (16,), dropout: float = 0.1, sde_args: dict | None = None,
                 sample_steps: int = 1000, snr: float = 0.16, samplers: Sequence[str] = samplers,
                 num_samples: int = 64, likelihood_examples: int | None = None, trace: str = "hutchinson",
-                inception_weights: str | None = None, ode_tol: float = 1e-5) -> nn.Module:
+                inception_weights: str | None = None, fid_reference: str | None = None,
+                ode_tol: float = 1e-5) -> nn.Module:
         net = UNet(in_channels, image_size, ch, tuple(ch_mult), num_res_blocks, tuple(attn_resolutions), dropout)
         return ScoreSDEModel(net, (in_channels, image_size, image_size), sde, sde_args, discrete, True, None,
                              sample_steps=sample_steps, snr=snr, samplers=samplers, num_samples=num_samples,
                              likelihood_examples=likelihood_examples, trace=trace,
-                             inception_weights=inception_weights, ode_tol=ode_tol)
+                             inception_weights=inception_weights, fid_reference=fid_reference, ode_tol=ode_tol)
 
     factory.__doc__ = f"{name}: U-Net score model on images with the {sde} SDE."
 
