@@ -94,12 +94,11 @@ def test_revnet_counts_follow_official_config(depth, units, filters, bottleneck)
 
 @pytest.mark.parametrize("kind", ["hamiltonian", "midpoint", "leapfrog"])
 def test_chang_counts(kind):
-    # per unit: two symmetric layers (9 c^2 kernel + 2 c BN) at half (Hamiltonian) or full width
+    # the authors' layout; derived by hand in tests/test_faithful_chang.py
+    from test_faithful_chang import authors_count
+
     for depth in (38, 74, 110):
-        n = (depth - 2) // 12
-        layer = sum(9 * c * c + 2 * c for c in ((16, 32, 56) if kind == "hamiltonian" else (32, 64, 112)))
-        expected = 27 * 32 + 64 + 2 * n * layer + 2 * 112 + 112 * 10 + 10
-        assert count_parameters(create_model(f"{kind}{depth}")) == expected
+        assert count_parameters(create_model(f"{kind}{depth}")) == authors_count(kind, depth)
 
 
 def test_reference_selectors_match_published_rows():

@@ -4,7 +4,10 @@ A :class:`CNF` maps ``(z, l)`` to ``(z(T), l(T))`` with dz/dt = f(t, z) and
 dl/dt = -tr(df/dz), so that log p(z(0)) = log p(z(T)) - l(T) + l(0). Training and evaluation may
 use different solvers (RNODE trains on a fixed rk4 grid and evaluates with dopri5 at 1e-5): the
 layer switches with ``train()``/``eval()``. With RNODE weights it also integrates the kinetic
-energy and the Jacobian norm and keeps their weighted batch mean in :attr:`CNF.reg`.
+energy and the Jacobian norm and keeps their weighted batch mean in :attr:`CNF.reg`: as in the
+authors' ``lib/layers/wrappers/cnf_regularization.py`` (cfinlay/ffjord-rnode), the kinetic
+integrand is ``0.5 * mean(f^2)`` (``quadratic_cost``) and the Jacobian integrand
+``mean((eps^T df/dz)^2)`` without the half (``jacobian_frobenius_regularization_fn``).
 """
 
 from __future__ import annotations
@@ -33,13 +36,29 @@ class ConcatSquashLinear(nn.Module):
         return self.layer(x) * torch.sigmoid(self.gate(tt)) + self.bias(tt)
 
 
-class MLPField(nn.Module):
-    """Vector field for points: ConcatSquashLinear layers of widths ``hidden`` with tanh."""
+def zero_last_weights(layers: nn.ModuleList) -> None:
+    """Zero every ``*weight`` parameter of the last layer (the authors' ``ODEnet(zero_last_weight=True)``).
 
-    def __init__(self, dim: int, hidden: tuple[int, ...] = (64, 64, 64)):
+    The field then starts as ``f(t, z) = bias``: a near-identity flow, as RNODE's ``--zero_last``.
+    """
+    with torch.no_grad():
+        for name, p in layers[-1].named_parameters():
+            if name.endswith("weight"):
+                p.zero_()
+
+
+class MLPField(nn.Module):
+    """Vector field for points: ConcatSquashLinear layers of widths ``hidden`` with tanh.
+
+    ``zero_last`` zeroes the last layer's weights (:func:`zero_last_weights`).
+    """
+
+    def __init__(self, dim: int, hidden: tuple[int, ...] = (64, 64, 64), zero_last: bool = False):
         super().__init__()
         dims = (dim, *hidden, dim)
         self.layers = nn.ModuleList(ConcatSquashLinear(a, b) for a, b in zip(dims, dims[1:]))
+        if zero_last:
+            zero_last_weights(self.layers)
 
     def forward(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         for i, layer in enumerate(self.layers):
@@ -50,12 +69,17 @@ class MLPField(nn.Module):
 
 
 class ConvField(nn.Module):
-    """Vector field for images: ConcatConv2d 3x3 layers of widths ``hidden`` with softplus."""
+    """Vector field for images: ConcatConv2d 3x3 layers of widths ``hidden`` with softplus.
 
-    def __init__(self, channels: int, hidden: tuple[int, ...] = (64, 64, 64)):
+    ``zero_last`` zeroes the last layer's weights (:func:`zero_last_weights`).
+    """
+
+    def __init__(self, channels: int, hidden: tuple[int, ...] = (64, 64, 64), zero_last: bool = False):
         super().__init__()
         dims = (channels, *hidden, channels)
         self.layers = nn.ModuleList(ConcatConv2d(a, b) for a, b in zip(dims, dims[1:]))
+        if zero_last:
+            zero_last_weights(self.layers)
 
     def forward(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         for i, layer in enumerate(self.layers):
@@ -96,7 +120,7 @@ class CNF(nn.Module):
             return solve(self.dyn, (z, logp))
         zero = logp.new_zeros(logp.shape)
         z, logp, kinetic, jacobian = solve(self.dyn, (z, logp, zero, zero))
-        self.reg = self.kinetic_energy * kinetic.mean() + self.jacobian_norm * jacobian.mean()
+        self.reg = self.kinetic_energy * 0.5 * kinetic.mean() + self.jacobian_norm * jacobian.mean()
         return z, logp
 
     def inverse(self, z: torch.Tensor) -> torch.Tensor:

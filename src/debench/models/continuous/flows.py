@@ -9,8 +9,13 @@ channels factored out to the prior; the last scale has no squeeze. Each CNF's fi
 ConcatConv2d 3x3 layers ``hidden = (64, 64, 64)`` with softplus; Hutchinson trace with Rademacher
 noise; T = 1. Metric ``bits_per_dim`` of uniformly dequantized 8-bit images.
 
-RNODE is FFJORD plus the kinetic-energy and Jacobian-norm penalties (weights 0.01), trained on a
-fixed rk4 grid of step 0.25 and evaluated with dopri5 at rtol = atol = 1e-5.
+RNODE is FFJORD plus the kinetic-energy and Jacobian-norm penalties (weights 0.01 on
+``0.5 * int |f|^2 / D`` and ``int |eps^T df/dz|^2 / D``), trained on a fixed rk4 grid of step 0.25
+and evaluated with dopri5 at rtol = atol = 1e-5, the last layer of each field zero-initialised
+(``zero_last``, the authors' default ``--zero_last True``) and, for MNIST, the logit transform at
+``alpha = 1e-5`` (cfinlay/ffjord-rnode ``example-scripts/mnist.sh``, ``train.py``). The 1000-step
+linear learning-rate warm-up of ``train.py`` (and FFJORD's ``train_cnf.py``) is a protocol
+setting (``warmup_iterations: 1000`` in ``config/config.yaml``).
 
 Shrinking for smoke runs: ``hidden=(8,)``, ``n_scales=1``, ``n_blocks=1``, ``method=rk4``,
 ``step_size=0.5`` (and ``eval_method=rk4``, ``eval_step_size=0.5``).
@@ -211,19 +216,20 @@ def default_scales(image_size: int) -> int:
     return n
 
 
-def _toy(data_shape, hidden, time_length, divergence, options) -> ToyFlow:
+def _toy(data_shape, hidden, time_length, divergence, options, zero_last=False) -> ToyFlow:
     train, evaluate, reg = _configs(options, time_length)
     dim = int(torch.Size(data_shape).numel())
     reg.setdefault("noise", "gaussian")
-    cnf = CNF(MLPField(dim, tuple(hidden)), train, evaluate, divergence=divergence, **reg)
+    cnf = CNF(MLPField(dim, tuple(hidden), zero_last), train, evaluate, divergence=divergence, **reg)
     return ToyFlow([cnf], dim)
 
 
-def _image(in_channels, image_size, hidden, n_scales, n_blocks, alpha, time_length, options) -> MultiscaleFlow:
+def _image(in_channels, image_size, hidden, n_scales, n_blocks, alpha, time_length, options,
+           zero_last=False) -> MultiscaleFlow:
     train, evaluate, reg = _configs(options, time_length)
     reg.setdefault("noise", "rademacher")
     hidden = tuple(hidden)
-    return MultiscaleFlow(lambda c: CNF(ConvField(c, hidden), train, evaluate, "hutchinson", **reg),
+    return MultiscaleFlow(lambda c: CNF(ConvField(c, hidden, zero_last), train, evaluate, "hutchinson", **reg),
                           in_channels, image_size, n_scales or default_scales(image_size), n_blocks, alpha)
 
 
@@ -241,11 +247,11 @@ def ffjord_toy(data_shape=(2,), num_classes: int = 0, hidden=(64, 64, 64), time_
 
 @register_model("rnode_toy", paper=FINLAY20, scheme="CNF + kinetic/Jacobian penalties, rk4 train, dopri5 eval",
                 **_TOY, method="rk4", step_size=0.25, kinetic_energy=0.01, jacobian_norm=0.01,
-                eval_method="dopri5", eval_rtol=1e-5, eval_atol=1e-5, divergence="exact")
+                eval_method="dopri5", eval_rtol=1e-5, eval_atol=1e-5, divergence="exact", zero_last=True)
 def rnode_toy(data_shape=(2,), num_classes: int = 0, hidden=(64, 64, 64), time_length: float = 1.0,
-              divergence: str = "exact", **options) -> nn.Module:
+              divergence: str = "exact", zero_last: bool = True, **options) -> nn.Module:
     """RNODE on 2-D points (``kinetic_energy``, ``jacobian_norm`` weights; ``eval_*`` solver)."""
-    return _toy(data_shape, hidden, time_length, divergence, options)
+    return _toy(data_shape, hidden, time_length, divergence, options, zero_last)
 
 
 @register_model("ffjord_mnist", paper=GRATHWOHL19, scheme="multiscale CNF, dopri5 + adjoint, Hutchinson", **_IMG,
@@ -261,9 +267,9 @@ def ffjord_mnist(in_channels: int = 1, image_size: int = 28, num_classes: int = 
 @register_model("rnode_mnist", paper=FINLAY20, scheme="multiscale CNF + penalties, rk4 train, dopri5 eval", **_IMG,
                 reference=[{"table_id": "FINLAY20_PWC", "model": "RNODE"}],
                 method="rk4", step_size=0.25, adjoint=True, kinetic_energy=0.01, jacobian_norm=0.01,
-                eval_method="dopri5", eval_rtol=1e-5, eval_atol=1e-5)
+                eval_method="dopri5", eval_rtol=1e-5, eval_atol=1e-5, alpha=1e-5, zero_last=True)
 def rnode_mnist(in_channels: int = 1, image_size: int = 28, num_classes: int = 10, hidden=(64, 64, 64),
-                n_scales: int | None = None, n_blocks: int = 2, alpha: float = 1e-6, time_length: float = 1.0,
-                **options) -> nn.Module:
-    """RNODE on FFJORD's multiscale flow."""
-    return _image(in_channels, image_size, hidden, n_scales, n_blocks, alpha, time_length, options)
+                n_scales: int | None = None, n_blocks: int = 2, alpha: float = 1e-5, time_length: float = 1.0,
+                zero_last: bool = True, **options) -> nn.Module:
+    """RNODE on FFJORD's multiscale flow (``alpha`` 1e-5 and zero-initialised last layers: mnist.sh)."""
+    return _image(in_channels, image_size, hidden, n_scales, n_blocks, alpha, time_length, options, zero_last)

@@ -11,6 +11,10 @@ option-A shortcuts, ReLU after the update) with the two-step update in place of 
   shortcut (the official code uses a BN-ReLU-1x1-conv projection for ``u_n`` and no LM term in
   that block; see docs/models/discrete.md).
 
+This is a deliberate variant of the authors' network, documented in docs/models/discrete.md
+("Deliberate difference, named here"): the official ``MResNet`` is pre-activation, has no BN
+in its stem and gates the LM term with a ``pretrain`` flag whose schedule was not found.
+
 ``lm_resnet56_sd``/``lm_resnet110_sd`` add stochastic depth: block ``i`` of ``L`` is dropped in
 training with probability ``0.5 * i / (L - 1)`` and its ``f`` scaled by ``1 / (1 - p)`` when kept.
 """

@@ -89,13 +89,13 @@ class MomentumResNet(nn.Module):
 def _register(depth: int) -> None:
     if depth == 18:
         units, widths, projection = (2, 2, 2, 2), (64, 64, 128, 256, 512), True
-        reference = [{"table_id": "SANDER21_PWC", "model": "MomentumNet"}]
     else:
         units, widths, projection = ((depth - 2) // 6,) * 3, (16, 16, 32, 64), False
-        reference = []
 
+    # No reference rows: the only published Momentum ResNet CIFAR rows (SANDER21_PWC) state no
+    # depth, and a row may be compared only with a run of the same depth and dataset.
     @register_model(f"momentum_resnet{depth}", family="discrete", paper=SANDER21,
-                    scheme="momentum (second-order, invertible)", evals_per_forward=sum(units), reference=reference)
+                    scheme="momentum (second-order, invertible)", evals_per_forward=sum(units), reference=[])
     def factory(num_classes: int = 10, in_channels: int = 3, gamma: float = 0.9, invertible: bool = False) -> nn.Module:
         return MomentumResNet(units, widths, num_classes, in_channels, projection, gamma, invertible)
 
