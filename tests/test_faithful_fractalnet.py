@@ -54,3 +54,18 @@ def test_global_drop_path_keeps_one_column():
         deepest = blk.deep[1].deep[1].short(blk.deep[1].deep[0].short(blk.deep[0].deep[1].short(
             blk.deep[0].deep[0].short(x))))
         assert torch.allclose(blk(x, 0.0, 2)[0], deepest)
+
+
+def test_quarter_width_fractalnet20_is_larsson_table3_c3_count():
+    """Larsson et al. 2017, Table 3: C = 3 columns at 16-32-64-128-128 channels has 2.1M parameters
+    (config/reference/published_results.csv, LARSSON17_T3, depth 20). Table 1's 38.6M for the
+    full-width network does not follow from the same layout (16x of 2.1M is 33.7M): not pinned."""
+    import pandas as pd
+
+    from debench.registry import create_model
+    from tests.conftest import ROOT
+
+    pub = pd.read_csv(ROOT / "config" / "reference" / "published_results.csv", dtype=str)
+    row = pub[(pub.table_id == "LARSSON17_T3") & (pub.depth == "20")].iloc[0]
+    n = sum(p.numel() for p in create_model("fractalnet20", num_classes=100, width=16).parameters())
+    assert round(n / 1e6, 1) == float(row.params_m)
