@@ -19,7 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from debench.report import figures  # noqa: E402
+from debench.report import figures, layout  # noqa: E402
 from debench.track.atomic import atomic_write_bytes  # noqa: E402
 
 
@@ -71,9 +71,29 @@ PLOTS = {
 }
 
 
+def draw(name: str, ok: pd.DataFrame, runs_dir: Path | None, reduced: bool = False):
+    """The figure of plot ``name`` from finished runs' rows, in the report's layout (:mod:`debench.report.layout`).
+
+    Args:
+        name: a key of :data:`PLOTS`.
+        ok: rows of the runs that finished.
+        runs_dir: the run folders, or ``None``.
+        reduced: the runs come from a reduced preset; the title says so.
+
+    Returns:
+        A matplotlib figure :data:`debench.report.layout.WIDTH_IN` wide.
+    """
+    with plt.rc_context(layout.RC):
+        fig = getattr(figures, name)(ok, runs_dir)
+        if reduced:
+            fig.suptitle("reduced preset: not comparable with any paper", color="#a06000")
+    return fig
+
+
 def save(fig, path: Path) -> Path:
+    """Write ``fig`` as a PNG at the layout's DPI, its size unchanged (no tight crop), with no timestamps."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
+    fig.savefig(buf, format="png", dpi=layout.DPI, metadata={"Software": None})
     plt.close(fig)
     atomic_write_bytes(path, buf.getvalue())
     return path
@@ -90,8 +110,5 @@ def draw_all(runs: pd.DataFrame, runs_dir: Path | None, out: Path) -> dict[str, 
     reduced = "comparable" in ok and not ok["comparable"].fillna(False).astype(bool).all()
     paths = {}
     for name in PLOTS:
-        fig = getattr(figures, name)(ok, runs_dir)
-        if reduced:
-            fig.suptitle("reduced preset: not comparable with any paper", fontsize=8, color="#a06000")
-        paths[name] = save(fig, out / f"{name}.png")
+        paths[name] = save(draw(name, ok, runs_dir, reduced), out / f"{name}.png")
     return paths
