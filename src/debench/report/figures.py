@@ -10,28 +10,14 @@ import json
 import re
 from pathlib import Path
 
-import matplotlib.image as mpimg
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from debench.report.layout import (BAR_IN, PANEL_IN, WIDTH_IN, groups, labels, legend_beside, legend_height,
-                                   log_x, panels, style, wrap)
+from debench.report.artifacts import (artifact_images, flow_samples, generative_samples,  # noqa: F401 (drawn by
+                                      latent_sde_paths)                                 # name; html reads these)
+from debench.report.layout import (BAR_IN, PANEL_IN, WIDTH_IN, empty_figure, groups, labels, legend_beside,
+                                   legend_height, log_x, panels, style)
 from debench.report.runs import adjoint_flag
-
-_NO_ARTIFACTS = "model artifacts are not stored in runs.csv:\nrebuild from the run folders to see them"
-
-
-def empty(ax, text: str) -> None:
-    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="gray")
-    ax.set_xticks([])
-    ax.set_yticks([])
-
-
-def _empty(text: str):
-    fig, ax = plt.subplots(figsize=(WIDTH_IN, 2.0), layout="constrained")
-    empty(ax, text)
-    return fig
-
 
 KEYS = ("table", "model", "dataset", "mode", "config_hash")  # one series: never averaged across configs
 
@@ -75,7 +61,7 @@ def _classifier_means(ok: pd.DataFrame) -> pd.DataFrame:
 def _scatter(mean: pd.DataFrame, x: str, xlabel: str, log: bool, note: str):
     m = mean.dropna(subset=[x, "test_accuracy"]) if x in mean else mean.iloc[:0]
     if m.empty:
-        return _empty(note)
+        return empty_figure(note)
     parts = [(title, g.assign(label=labels(g)).sort_values("label")) for title, g in groups(m)]
     fig, axes = panels([max(PANEL_IN, legend_height(list(g["label"]))) for _, g in parts])
     for ax, (title, g) in zip(axes, parts):
@@ -138,7 +124,7 @@ def _curve_panels(curves: pd.DataFrame, columns: list[str], ylabel: str):
 def accuracy_vs_epoch(ok, runs_dir):
     curves = _curves(ok, runs_dir, "test_accuracy")
     if curves is None:
-        return _empty("no per-epoch trajectories")
+        return empty_figure("no per-epoch trajectories")
     return _curve_panels(curves, ["test_accuracy"], "test accuracy (%)")
 
 
@@ -146,7 +132,7 @@ def nfe_over_training(ok, runs_dir):
     cont = ok[ok["family"] == "continuous"] if "family" in ok else ok.iloc[:0]
     curves = _curves(cont, runs_dir, "nfe_forward")
     if curves is None:
-        return _empty("no continuous-depth runs")
+        return empty_figure("no continuous-depth runs")
     cols = ["nfe_forward"] + (["nfe_backward"] if "nfe_backward" in curves else [])
     return _curve_panels(curves, cols, "NFE per training step")
 
@@ -154,7 +140,7 @@ def nfe_over_training(ok, runs_dir):
 def _bars(mean: pd.DataFrame, column: str, xlabel: str, note: str):
     m = mean.dropna(subset=[column]) if column in mean else mean.iloc[:0]
     if m.empty:
-        return _empty(note)
+        return empty_figure(note)
     parts = [(title, g.assign(label=labels(g)).sort_values([column, "label"])) for title, g in groups(m)]
     fig, axes = panels([BAR_IN * len(g) + 0.1 for _, g in parts])
     for ax, (title, g) in zip(axes, parts):
@@ -201,25 +187,23 @@ def memory_vs_depth(ok, runs_dir):
     odes = rows[adj.notna()] if adj is not None else rows.iloc[:0]
     for (model, ds, flag), g in odes.groupby(["model", "dataset", "model_args.adjoint"]) if not odes.empty else []:
         yes = adjoint_flag(flag) == "yes"
-        ax.axhline(g["per_example"].mean(), ls="--" if yes else ":", lw=1,
-                   color="C3" if yes else "C4", label=f"ODE-Net {'with' if yes else 'without'} "
-                   f"adjoint ({model} / {ds})")
+        ax.axhline(g["per_example"].mean(), ls="--" if yes else ":", lw=1, color=style(drawn)["color"],
+                   label=f"{model} / {ds}: {'with' if yes else 'without'} adjoint")
         drawn += 1
     if not drawn:
-        empty(ax, "no activation-memory measurements of depth families")
-        return fig
+        plt.close(fig)
+        return empty_figure("no activation-memory measurements of depth families")
     ax.set_xlabel("depth (layers, model_meta.depth of the record)")
     ax.set_ylabel("activation memory per example (MB)")
     return _beside(fig, ax)
 
 
 def robustness(ok, runs_dir):
-    fig, ax = plt.subplots(figsize=(WIDTH_IN, 2.0), layout="constrained")
     cols = [c for c in ok.columns if re.fullmatch(r"acc_perturb_[0-9.e+-]+", c)]
     rows = ok.dropna(subset=cols, how="all") if cols else ok.iloc[:0]
     if rows.empty:
-        empty(ax, "no perturbation measurements (acc_perturb_<sigma>)")
-        return fig
+        return empty_figure("no perturbation measurements (acc_perturb_<sigma>)")
+    fig, ax = plt.subplots(figsize=(WIDTH_IN, 2.0), layout="constrained")
     sig = sorted(cols, key=lambda c: float(c.removeprefix("acc_perturb_")))
     for i, ((model, ds), g) in enumerate(rows.groupby(["model", "dataset"])):
         y = g[sig].apply(pd.to_numeric, errors="coerce").mean()
@@ -230,43 +214,3 @@ def robustness(ok, runs_dir):
     ax.set_xlabel("perturbation strength sigma (normalized-input units)")
     ax.set_ylabel("test accuracy (%)")
     return _beside(fig, ax)
-
-
-def artifact_images(ok: pd.DataFrame, runs_dir: Path | None, table: str) -> list[tuple[str, Path]]:
-    """``(title, png path)`` of every PNG artifact of the table's runs that exists on disk."""
-    if runs_dir is None or ok.empty or "artifacts" not in ok or "table" not in ok:
-        return []
-    out = []
-    for _, r in ok[(ok["table"] == table) & ok["artifacts"].notna()].iterrows():
-        for rel in json.loads(r["artifacts"]) if str(r["artifacts"]).startswith("[") else []:
-            p = runs_dir / str(r["run_dir"]) / rel
-            if p.suffix == ".png" and p.is_file():
-                out.append((f"{r['model']} / {r['dataset']} / seed {r['seed']}: {p.stem}", p))
-    return sorted(out, key=lambda t: (t[0].split(" / seed ")[1], t[0]))
-
-
-def _tiles(ok, runs_dir, table: str, what: str, limit: int = 12):
-    images = artifact_images(ok, runs_dir, table)[:limit]
-    if not images:
-        return _empty(_NO_ARTIFACTS if runs_dir is None and not ok.empty else f"no {what} (no runs of this family)")
-    cols = min(2, len(images))
-    rows = (len(images) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(WIDTH_IN, 2.9 * rows), squeeze=False, layout="constrained")
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, (title, path) in zip(axes.flat, images):
-        ax.imshow(mpimg.imread(path))
-        ax.set_title(wrap(title), fontsize=7)
-    return fig
-
-
-def flow_samples(ok, runs_dir):
-    return _tiles(ok, runs_dir, "flows", "density plots")
-
-
-def latent_sde_paths(ok, runs_dir):
-    return _tiles(ok, runs_dir, "latent_sde", "sample paths")
-
-
-def generative_samples(ok, runs_dir):
-    return _tiles(ok, runs_dir, "generative", "samples")

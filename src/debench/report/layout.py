@@ -73,6 +73,15 @@ def wrap(label: str) -> str:
     return textwrap.fill(label, LABEL_CHARS, break_on_hyphens=False)
 
 
+def empty_figure(text: str):
+    """A one-column figure that says, in gray, why it holds no data."""
+    fig, ax = plt.subplots(figsize=(WIDTH_IN, 2.0), layout="constrained")
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="gray")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return fig
+
+
 def log_x(ax, values) -> None:
     """A log x axis labelled in plain numbers: 1-2-5 ticks over two decades or less, decades beyond."""
     v = np.asarray(values, dtype=float)
