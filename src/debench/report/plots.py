@@ -33,27 +33,30 @@ class PlotSpec:
 
 PLOTS = {
     "accuracy_vs_params": PlotSpec(
-        "Test accuracy against trainable parameters; one point per model and dataset (mean over seeds "
-        "that finished).", "overview", "all classifiers", "test accuracy, parameters"),
+        "Test accuracy against trainable parameters, one panel per survey table; one point per model and "
+        "dataset (mean over seeds that finished).", "overview", "all classifiers", "test accuracy, parameters"),
     "accuracy_vs_evals": PlotSpec(
-        "Test accuracy against function evaluations per forward pass: depth x stages for discrete models, "
-        "measured NFE for continuous ones.", "overview", "all classifiers", "test accuracy, evaluations"),
+        "Test accuracy against function evaluations per forward pass (depth x stages for discrete models, "
+        "measured NFE for continuous ones), one panel per survey table.", "overview", "all classifiers", "test accuracy, evaluations"),
     "accuracy_vs_epoch": PlotSpec(
-        "Test accuracy over training, mean over seeds, one line per model (from the runs' stored "
-        "trajectories).", "overview", "all classifiers", "test accuracy per epoch"),
+        "Test accuracy over training, mean over seeds, one line per model and one panel per survey table "
+        "(from the runs' stored trajectories).", "overview", "all classifiers", "test accuracy per epoch"),
     "time_per_epoch": PlotSpec(
-        "Training wall time per epoch (evaluation excluded), mean over seeds.", "overview", "all models",
+        "Training wall time per epoch (evaluation excluded), mean over seeds; one panel per survey table, "
+        "one bar per model and dataset.", "overview", "all models",
         "seconds per epoch"),
     "activation_memory": PlotSpec(
-        "Autograd's saved bytes for one training step at the experiment's batch size.", "discrete",
+        "Autograd's saved bytes for one training step at the experiment's batch size, mean over seeds; one "
+        "panel per survey table, one bar per model and dataset.", "discrete",
         "all classifiers", "activation memory"),
     "memory_vs_depth": PlotSpec(
         "Measured activation memory per training example against depth (the record's model_meta.depth); the "
         "survey expects linear growth for ResNet and flat lines for RevNet, invertible Momentum ResNets and "
-        "the ODE-Net with the adjoint (dashed; dotted: without).", "discrete",
+        "continuous-depth models with the adjoint (dashed; dotted: without).", "discrete",
         "ResNet, RevNet, Momentum ResNet, ODE-Net", "activation memory per example"),
     "nfe_over_training": PlotSpec(
-        "Forward (solid) and backward (dashed) function evaluations per training step, mean per epoch.",
+        "Forward (solid) and backward (dashed) function evaluations per training step, mean per epoch; one "
+        "panel per survey table, its legend beside the curves.",
         "neural_ode", "continuous-depth models", "NFE per step"),
     "robustness": PlotSpec(
         "Test accuracy under Gaussian input perturbations of strength sigma: Neural SDEs (solid) against "
