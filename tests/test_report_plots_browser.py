@@ -24,7 +24,6 @@ from debench.report.plots import PLOTS
 from tests.report_scale import make_smoke_scale_runs
 from tests.test_report import PUBLISHED
 
-pytestmark = pytest.mark.slow
 CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
 MIN_SCALE = 0.95  # 7 pt at 110 dpi is 10.7 px; shown at 0.95 or more it stays above 10 CSS px
 WINDOW = (1280, 900)  # the report's max-width; its figure column is 600 px
@@ -44,13 +43,28 @@ window.addEventListener('load', function () {
 </script></body>"""
 
 
-@pytest.fixture(scope="module")
-def chromium():
-    if CHROMIUM is None:
+def require_chromium(path: str | None) -> str:
+    """``path``, or a skip without Chromium; under ``CI=true`` a missing Chromium fails the test instead."""
+    if path is None:
         if os.environ.get("CI") == "true":
             pytest.fail("chromium is not installed on CI (apt-get install -y chromium)")
         pytest.skip("chromium is not installed (apt-get install -y chromium)")
-    return CHROMIUM
+    return path
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    return require_chromium(CHROMIUM)
+
+
+def test_a_missing_chromium_fails_on_ci_and_skips_elsewhere(monkeypatch):
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="not installed on CI"):
+        require_chromium(None)
+    monkeypatch.setenv("CI", "false")
+    with pytest.raises(pytest.skip.Exception):
+        require_chromium(None)
+    assert require_chromium("/usr/bin/chromium") == "/usr/bin/chromium"
 
 
 def shown_sizes(browser, page, profile) -> list[dict]:
@@ -68,6 +82,7 @@ def shown_sizes(browser, page, profile) -> list[dict]:
     return json.loads(html.unescape(found.group(1)))
 
 
+@pytest.mark.slow
 def test_every_plot_is_shown_at_its_natural_width_at_smoke_scale(chromium, tmp_path):
     runs = make_smoke_scale_runs(tmp_path / "runs")
     aggregate(runs, PUBLISHED, tmp_path / "agg")
