@@ -17,7 +17,7 @@ from debench.report.plots import PLOTS, draw, draw_all
 from debench.report.render import spec
 from debench.report.runs import read_runs_csv
 from tests.report_scale import make_smoke_scale_runs, smoke_scale_models
-from tests.test_report import PUBLISHED
+from tests.test_report import PUBLISHED, make_runs
 
 matplotlib.use("Agg")
 
@@ -43,6 +43,26 @@ def test_every_plot_meets_the_layout_rule_at_smoke_scale(scale, name):
     try:
         assert layout_problems(fig) == []
         assert fig.get_figwidth() * DPI <= COLUMN_PX
+    finally:
+        plt.close(fig)
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("small")
+    runs_dir = make_runs(tmp / "runs")
+    aggregate(runs_dir, PUBLISHED, tmp / "agg")
+    runs = read_runs_csv(tmp / "agg" / "runs.csv")
+    return runs[runs["status"] == "ok"], runs_dir
+
+
+@pytest.mark.parametrize("name", ["flow_samples", "generative_samples", "memory_vs_depth", "robustness"])
+def test_plots_of_the_small_report_with_artifacts_meet_the_layout_rule(small, name):
+    ok, runs_dir = small
+    fig = draw(name, ok, runs_dir)
+    try:
+        assert layout_problems(fig) == []
+        assert len(fig.axes) >= 1 and not any(ax.texts for ax in fig.axes)   # drawn, not "no data"
     finally:
         plt.close(fig)
 
