@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from debench.report.aggregate import aggregate
-from debench.report.layout import COLUMN_PX, DPI, MIN_FONT_PT, layout_problems
+from debench.report.layout import COLUMN_PX, DPI, MIN_FONT_PT, labels, layout_problems
 from debench.report.plots import PLOTS, draw, draw_all
 from debench.report.render import spec
 from debench.report.runs import read_runs_csv
@@ -151,3 +151,17 @@ def test_same_rows_give_byte_identical_plots(scale, tmp_path):
     a, b = draw_all(few, None, tmp_path / "a"), draw_all(few, None, tmp_path / "b")
     for name in ("activation_memory", "nfe_over_training"):
         assert a[name].read_bytes() == b[name].read_bytes(), name
+
+
+def test_two_configs_of_one_model_are_two_bars_never_averaged(scale):
+    ok, _ = scale
+    rows = ok[ok["table"] == "neural_ode"]
+    other = rows[rows["model"] == "odenet_mnist"].assign(config_hash="h2", activation_memory_mb=999.0)
+    fig = draw("activation_memory", pd.concat([rows, other]), None)
+    (panel,) = _bars(fig).values()
+    plt.close(fig)
+    assert panel["odenet_mnist / mnist / h0"] == pytest.approx(float(rows.set_index("model").loc[
+        "odenet_mnist", "activation_memory_mb"]))
+    assert panel["odenet_mnist / mnist / h2"] == 999.0 and "odenet_cifar / cifar10" in panel
+    assert labels(pd.DataFrame({"model": ["a", "a", "b"], "mode": ["paper", "common", "paper"],
+                                "config_hash": ["h0", "h1", "h0"]})).tolist() == ["a / paper", "a / common", "b"]

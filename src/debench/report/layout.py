@@ -53,23 +53,38 @@ def groups(rows: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
 
 
 def labels(rows: pd.DataFrame) -> pd.Series:
-    """One label per series of a panel: the model, with dataset, mode and config hash only where needed."""
+    """One label per series of a panel: the model, then dataset, mode and config hash where they tell apart.
+
+    Args:
+        rows: one row per series (model, and optionally dataset, mode, config_hash).
+
+    Returns:
+        Labels aligned with ``rows``; the dataset is added when the panel holds several, the mode
+        and the config hash (7 characters) only to series that would otherwise share a label.
+    """
     out = rows["model"].astype(str)
     if "dataset" in rows and rows["dataset"].nunique() > 1:
         out = out + " / " + rows["dataset"].astype(str)
     for col in ("mode", "config_hash"):
-        dup = out.duplicated(keep=False)
-        if col in rows and dup.any():
-            out = out.where(~dup, out + " / " + rows[col].astype(str).str[:7])
+        if col not in rows:
+            continue
+        value = rows[col].astype(str).str[:7]
+        differs = value.groupby(out).transform("nunique") > 1
+        out = out.where(~differs, out + " / " + value)
     return out
 
 
 def style(i: int) -> dict:
-    """The i-th of 100 distinct (color, marker) pairs, so legend entries never share a look."""
+    """The i-th of 100 distinct (color, marker) pairs, so legend entries never share a look.
+
+    Returns:
+        Keyword arguments for ``plot`` or ``scatter``.
+    """
     return {"color": f"C{i % 10}", "marker": MARKERS[(i // 10) % len(MARKERS)]}
 
 
 def wrap(label: str) -> str:
+    """``label`` broken into lines of at most :data:`LABEL_CHARS` characters (legends, tile titles)."""
     return textwrap.fill(label, LABEL_CHARS, break_on_hyphens=False)
 
 
