@@ -13,8 +13,8 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from debench.report.artifacts import (artifact_images, flow_samples, generative_samples,  # noqa: F401 (drawn by
-                                      latent_sde_paths)                                 # name; html reads these)
+# drawn by name from PLOTS; html imports artifact_images from here
+from debench.report.artifacts import artifact_images, flow_samples, generative_samples, latent_sde_paths  # noqa: F401
 from debench.report.layout import (BAR_IN, PANEL_IN, WIDTH_IN, empty_figure, groups, labels, legend_beside,
                                    legend_height, log_x, panels, style)
 from debench.report.runs import adjoint_flag

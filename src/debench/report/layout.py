@@ -108,14 +108,17 @@ def log_x(ax, values) -> None:
     ax.xaxis.set_minor_formatter(NullFormatter())
 
 
-def panels(heights: list[float], extra_in: float = 0.0):
-    """A column-wide figure of stacked panels whose axes are ``heights`` inches tall.
+def panels(heights: list[float]):
+    """A column-wide figure of stacked panels whose axes are about ``heights`` inches tall.
+
+    Args:
+        heights: per panel, the height its bars or its legend need (:data:`BAR_IN` a row).
 
     Returns:
-        ``(fig, axes)``; constrained layout adds each panel's title, ticks and labels around it.
+        ``(fig, axes)``; the figure adds 0.75 in a panel for its title, ticks and axis label, which
+        constrained layout places around each axes.
     """
-    decor = 0.75 * len(heights) + extra_in
-    fig = plt.figure(figsize=(WIDTH_IN, sum(heights) + decor), layout="constrained")
+    fig = plt.figure(figsize=(WIDTH_IN, sum(heights) + 0.75 * len(heights)), layout="constrained")
     axes = fig.subplots(len(heights), 1, squeeze=False, gridspec_kw={"height_ratios": heights})[:, 0]
     return fig, list(axes)
 

@@ -37,7 +37,8 @@ PLOTS = {
         "dataset (mean over seeds that finished).", "overview", "all classifiers", "test accuracy, parameters"),
     "accuracy_vs_evals": PlotSpec(
         "Test accuracy against function evaluations per forward pass (depth x stages for discrete models, "
-        "measured NFE for continuous ones), one panel per survey table.", "overview", "all classifiers", "test accuracy, evaluations"),
+        "measured NFE for continuous ones), one panel per survey table.", "overview", "all classifiers",
+        "test accuracy, evaluations"),
     "accuracy_vs_epoch": PlotSpec(
         "Test accuracy over training, mean over seeds, one line per model and one panel per survey table "
         "(from the runs' stored trajectories).", "overview", "all classifiers", "test accuracy per epoch"),
