@@ -205,12 +205,15 @@ def robustness(ok, runs_dir):
         return empty_figure("no perturbation measurements (acc_perturb_<sigma>)")
     fig, ax = plt.subplots(figsize=(WIDTH_IN, 2.0), layout="constrained")
     sig = sorted(cols, key=lambda c: float(c.removeprefix("acc_perturb_")))
-    for i, ((model, ds), g) in enumerate(rows.groupby(["model", "dataset"])):
+    keys = _keys(rows)
+    series = rows[keys].drop_duplicates()
+    series = series.assign(label=labels(series)).sort_values("label")
+    for i, (name, g) in enumerate(rows.merge(series, on=keys).groupby("label", sort=False)):
         y = g[sig].apply(pd.to_numeric, errors="coerce").mean()
         sigma = pd.to_numeric(g["model_args.sigma"], errors="coerce") if "model_args.sigma" in g else None
         ode = sigma is not None and bool((sigma == 0).all())  # the record's noise: an SDE with sigma 0 is its ODE
         ax.plot([float(c.removeprefix("acc_perturb_")) for c in sig], y.values, lw=1,
-                ls="--" if ode else "-", label=f"{model} / {ds}", **style(i))
+                ls="--" if ode else "-", label=name, **style(i))
     ax.set_xlabel("perturbation strength sigma (normalized-input units)")
     ax.set_ylabel("test accuracy (%)")
     return _beside(fig, ax)
