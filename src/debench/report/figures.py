@@ -10,23 +10,23 @@ import json
 import re
 from pathlib import Path
 
-import matplotlib.image as mpimg
 import matplotlib.pyplot as plt
 import pandas as pd
 
+# drawn by name from PLOTS; html imports artifact_images from here
+from debench.report.artifacts import artifact_images, flow_samples, generative_samples, latent_sde_paths  # noqa: F401
+from debench.report.layout import (BAR_IN, PANEL_IN, WIDTH_IN, empty_figure, groups, labels, legend_beside,
+                                   legend_height, log_x, panels, style)
 from debench.report.runs import adjoint_flag
 
-_NO_ARTIFACTS = "model artifacts are not stored in runs.csv:\nrebuild from the run folders to see them"
-
-
-def empty(ax, text: str) -> None:
-    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="gray")
-    ax.set_xticks([])
-    ax.set_yticks([])
+KEYS = ("table", "model", "dataset", "mode", "config_hash")  # one series: never averaged across configs
 
 
 def epoch_curves(runs: pd.DataFrame, runs_dir: Path | None) -> pd.DataFrame | None:
-    """Per-epoch rows (epoch, test_accuracy, nfe_*) of every run, from ``trajectory`` or ``epochs.csv``."""
+    """Per-epoch rows (epoch, test_accuracy, nfe_*) of every run, from ``trajectory`` or ``epochs.csv``.
+
+    Each row also carries the run's seed and the :data:`KEYS` columns it has.
+    """
     frames = []
     for _, r in runs.iterrows():
         traj, run_dir = r.get("trajectory"), r.get("run_dir")
@@ -36,32 +36,41 @@ def epoch_curves(runs: pd.DataFrame, runs_dir: Path | None) -> pd.DataFrame | No
             ep = pd.read_csv(runs_dir / run_dir / "epochs.csv")
         else:
             continue
-        frames.append(ep.assign(model=r["model"], dataset=r["dataset"], seed=r["seed"]))
+        frames.append(ep.assign(seed=r["seed"], **{k: r[k] for k in KEYS if k in r}))
     return pd.concat(frames, ignore_index=True) if frames else None
+
+
+def _keys(frame: pd.DataFrame) -> list[str]:
+    return [k for k in KEYS if k in frame]
+
+
+def _means(rows: pd.DataFrame) -> pd.DataFrame:
+    """Mean over seeds per series (:data:`KEYS`)."""
+    if rows.empty:
+        return rows
+    return rows.groupby(_keys(rows), as_index=False, dropna=False).mean(numeric_only=True)
 
 
 def _classifier_means(ok: pd.DataFrame) -> pd.DataFrame:
     cls = ok[ok["task"] == "classify"] if "task" in ok else ok.iloc[:0]
     if cls.empty or "test_accuracy" not in cls:
         return cls.iloc[:0]
-    return cls.groupby(["model", "dataset"], as_index=False).mean(numeric_only=True)
+    return _means(cls)
 
 
 def _scatter(mean: pd.DataFrame, x: str, xlabel: str, log: bool, note: str):
-    fig, ax = plt.subplots(figsize=(6, 4))
     m = mean.dropna(subset=[x, "test_accuracy"]) if x in mean else mean.iloc[:0]
     if m.empty:
-        empty(ax, note)
-        return fig
-    for ds, g in m.groupby("dataset"):
-        ax.scatter(g[x], g["test_accuracy"], label=ds, s=14)
-        for _, r in g.iterrows():
-            ax.annotate(r["model"], (r[x], r["test_accuracy"]), fontsize=5)
-    if log:
-        ax.set_xscale("log")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("test accuracy (%)")
-    ax.legend(fontsize=7)
+        return empty_figure(note)
+    parts = [(title, g.assign(label=labels(g)).sort_values("label")) for title, g in groups(m)]
+    fig, axes = panels([max(PANEL_IN, legend_height(list(g["label"]))) for _, g in parts])
+    for ax, (title, g) in zip(axes, parts):
+        for i, (xv, yv, name) in enumerate(zip(g[x], g["test_accuracy"], g["label"])):
+            ax.scatter([xv], [yv], label=name, s=20, **style(i))
+        if log:
+            log_x(ax, g[x])
+        ax.set(title=title, xlabel=xlabel, ylabel="test accuracy (%)")
+        legend_beside(ax)
     return fig
 
 
@@ -90,154 +99,121 @@ def _curves(ok, runs_dir, column: str):
     return curves.dropna(subset=[column])
 
 
-def accuracy_vs_epoch(ok, runs_dir):
-    fig, ax = plt.subplots(figsize=(6, 4))
-    curves = _curves(ok, runs_dir, "test_accuracy")
-    if curves is None:
-        empty(ax, "no per-epoch trajectories")
-        return fig
-    for (model, ds), g in curves.groupby(["model", "dataset"]):
-        g = g.groupby("epoch")["test_accuracy"].mean()
-        ax.plot(g.index, g.values, label=f"{model} / {ds}", lw=1, marker="." if len(g) < 3 else None)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("test accuracy (%)")
-    ax.legend(fontsize=4, ncol=3)
+def _curve_panels(curves: pd.DataFrame, columns: list[str], ylabel: str):
+    """One panel per table; per series the mean over seeds of ``columns`` per epoch (solid, dashed)."""
+    keys = _keys(curves)
+    mean = curves.groupby(keys + ["epoch"], as_index=False, dropna=False)[columns].mean()
+    parts = []
+    for title, g in groups(mean):
+        series = g[keys].drop_duplicates()
+        series = series.assign(label=labels(series)).sort_values("label")
+        parts.append((title, g.merge(series, on=keys), list(series["label"])))
+    fig, axes = panels([max(PANEL_IN, legend_height(names)) for *_, names in parts])
+    for ax, (title, g, names) in zip(axes, parts):
+        for i, name in enumerate(names):
+            s = g[g["label"] == name].sort_values("epoch")
+            for col, ls in zip(columns, ("-", "--")):
+                if s[col].notna().any():
+                    ax.plot(s["epoch"], s[col], ls=ls, lw=1, ms=4, label=name if ls == "-" else None, **style(i))
+        ax.set(title=title, xlabel="epoch", ylabel=ylabel)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        legend_beside(ax)
     return fig
 
 
+def accuracy_vs_epoch(ok, runs_dir):
+    curves = _curves(ok, runs_dir, "test_accuracy")
+    if curves is None:
+        return empty_figure("no per-epoch trajectories")
+    return _curve_panels(curves, ["test_accuracy"], "test accuracy (%)")
+
+
 def nfe_over_training(ok, runs_dir):
-    fig, ax = plt.subplots(figsize=(6, 4))
     cont = ok[ok["family"] == "continuous"] if "family" in ok else ok.iloc[:0]
     curves = _curves(cont, runs_dir, "nfe_forward")
     if curves is None:
-        empty(ax, "no continuous-depth runs")
-        return fig
-    for (model, ds), g in curves.groupby(["model", "dataset"]):
-        cols = ["nfe_forward"] + (["nfe_backward"] if "nfe_backward" in g else [])
-        g = g.groupby("epoch")[cols].mean()
-        line = ax.plot(g.index, g["nfe_forward"], label=f"{model} / {ds}", lw=1, marker=".")[0]
-        if "nfe_backward" in g:
-            ax.plot(g.index, g["nfe_backward"], ls="--", color=line.get_color(), lw=1, marker="x")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("NFE per training step")
-    ax.legend(fontsize=5, ncol=2)
+        return empty_figure("no continuous-depth runs")
+    cols = ["nfe_forward"] + (["nfe_backward"] if "nfe_backward" in curves else [])
+    return _curve_panels(curves, cols, "NFE per training step")
+
+
+def _bars(mean: pd.DataFrame, column: str, xlabel: str, note: str):
+    m = mean.dropna(subset=[column]) if column in mean else mean.iloc[:0]
+    if m.empty:
+        return empty_figure(note)
+    parts = [(title, g.assign(label=labels(g)).sort_values([column, "label"])) for title, g in groups(m)]
+    fig, axes = panels([BAR_IN * len(g) + 0.1 for _, g in parts])
+    for ax, (title, g) in zip(axes, parts):
+        ax.barh(range(len(g)), g[column], height=0.7)
+        ax.set_yticks(range(len(g)), g["label"])
+        ax.set_ylim(-0.6, len(g) - 0.4)
+        ax.set(title=title, xlabel=xlabel)
     return fig
 
 
 def time_per_epoch(ok, runs_dir):
-    fig, ax = plt.subplots(figsize=(6, 5))
-    if ok.empty or "epoch_time_s" not in ok:
-        empty(ax, "no runs")
-        return fig
-    t = ok.groupby("model", as_index=False)["epoch_time_s"].mean().dropna().sort_values(["epoch_time_s", "model"])
-    ax.barh(t["model"], t["epoch_time_s"])
-    ax.set_xlabel("seconds per epoch")
-    ax.tick_params(axis="y", labelsize=4)
-    return fig
+    rows = ok.dropna(subset=["epoch_time_s"]) if "epoch_time_s" in ok else ok.iloc[:0]
+    return _bars(_means(rows), "epoch_time_s", "seconds per epoch", "no runs")
 
 
 def activation_memory(ok, runs_dir):
-    fig, ax = plt.subplots(figsize=(6, 5))
-    mean = _classifier_means(ok)
-    if mean.empty or "activation_memory_mb" not in mean or mean["activation_memory_mb"].isna().all():
-        empty(ax, "no memory measurements")
-        return fig
-    m = mean.dropna(subset=["activation_memory_mb"]).sort_values(["activation_memory_mb", "model"])
-    ax.barh(m["model"] + " / " + m["dataset"], m["activation_memory_mb"])
-    ax.set_xlabel("activation memory per step (MB)")
-    ax.tick_params(axis="y", labelsize=4)
+    return _bars(_classifier_means(ok), "activation_memory_mb", "activation memory per step (MB)",
+                 "no memory measurements")
+
+
+def _beside(fig, ax):
+    """A one-panel figure tall enough for its legend, which sits beside the axes."""
+    legend_beside(ax)
+    names = ax.get_legend_handles_labels()[1]
+    fig.set_figheight(max(PANEL_IN, legend_height(names)) + 0.75)
     return fig
 
 
 def memory_vs_depth(ok, runs_dir):
     """Activation memory per example against the recorded depth (``model_meta.depth``), per scheme."""
-    fig, ax = plt.subplots(figsize=(6, 4))
     need = {"activation_memory_mb", "batch_size"}
     rows = ok.dropna(subset=list(need)) if need <= set(ok.columns) else ok.iloc[:0]
     rows = rows.assign(per_example=rows["activation_memory_mb"] / rows["batch_size"]) if not rows.empty else rows
-    drawn = False
+    fig, ax = plt.subplots(figsize=(WIDTH_IN, 2.0), layout="constrained")
+    drawn = 0
     deep = rows.dropna(subset=["model_meta.depth"]) if "model_meta.depth" in rows and not rows.empty else rows.iloc[:0]
     deep = deep[deep["family"] == "discrete"] if "family" in deep else deep.iloc[:0]
-    label = deep["scheme"].fillna("") if "scheme" in deep else deep["family"]
+    label = deep["scheme"].fillna("") if "scheme" in deep else deep["model"]
     for (scheme, ds), g in deep.groupby([label, "dataset"]) if not deep.empty else []:
         g = g.groupby(pd.to_numeric(g["model_meta.depth"]).astype(int))["per_example"].mean()
-        ax.plot(g.index, g.values, marker="o", lw=1, label=f"{scheme} / {ds}")
-        drawn = True
+        ax.plot(g.index, g.values, lw=1, label=f"{scheme} / {ds}", **style(drawn))
+        drawn += 1
     adj = rows["model_args.adjoint"] if "model_args.adjoint" in rows and not rows.empty else None
     odes = rows[adj.notna()] if adj is not None else rows.iloc[:0]
     for (model, ds, flag), g in odes.groupby(["model", "dataset", "model_args.adjoint"]) if not odes.empty else []:
         yes = adjoint_flag(flag) == "yes"
-        ax.axhline(g["per_example"].mean(), ls="--" if yes else ":", lw=1,
-                   color="C3" if yes else "C4", label=f"ODE-Net {'with' if yes else 'without'} "
-                   f"adjoint ({model} / {ds})")
-        drawn = True
+        ax.axhline(g["per_example"].mean(), ls="--" if yes else ":", lw=1, color=style(drawn)["color"],
+                   label=f"{model} / {ds}: {'with' if yes else 'without'} adjoint")
+        drawn += 1
     if not drawn:
-        empty(ax, "no activation-memory measurements of depth families")
-        return fig
+        plt.close(fig)
+        return empty_figure("no activation-memory measurements of depth families")
     ax.set_xlabel("depth (layers, model_meta.depth of the record)")
     ax.set_ylabel("activation memory per example (MB)")
-    ax.legend(fontsize=6)
-    return fig
+    return _beside(fig, ax)
 
 
 def robustness(ok, runs_dir):
-    fig, ax = plt.subplots(figsize=(6, 4))
     cols = [c for c in ok.columns if re.fullmatch(r"acc_perturb_[0-9.e+-]+", c)]
     rows = ok.dropna(subset=cols, how="all") if cols else ok.iloc[:0]
     if rows.empty:
-        empty(ax, "no perturbation measurements (acc_perturb_<sigma>)")
-        return fig
+        return empty_figure("no perturbation measurements (acc_perturb_<sigma>)")
+    fig, ax = plt.subplots(figsize=(WIDTH_IN, 2.0), layout="constrained")
     sig = sorted(cols, key=lambda c: float(c.removeprefix("acc_perturb_")))
-    for (model, ds), g in rows.groupby(["model", "dataset"]):
+    keys = _keys(rows)
+    series = rows[keys].drop_duplicates()
+    series = series.assign(label=labels(series)).sort_values("label")
+    for i, (name, g) in enumerate(rows.merge(series, on=keys).groupby("label", sort=False)):
         y = g[sig].apply(pd.to_numeric, errors="coerce").mean()
         sigma = pd.to_numeric(g["model_args.sigma"], errors="coerce") if "model_args.sigma" in g else None
         ode = sigma is not None and bool((sigma == 0).all())  # the record's noise: an SDE with sigma 0 is its ODE
-        ax.plot([float(c.removeprefix("acc_perturb_")) for c in sig], y.values, marker="o", lw=1,
-                ls="--" if ode else "-", label=f"{model} / {ds}")
+        ax.plot([float(c.removeprefix("acc_perturb_")) for c in sig], y.values, lw=1,
+                ls="--" if ode else "-", label=name, **style(i))
     ax.set_xlabel("perturbation strength sigma (normalized-input units)")
     ax.set_ylabel("test accuracy (%)")
-    ax.legend(fontsize=6)
-    return fig
-
-
-def artifact_images(ok: pd.DataFrame, runs_dir: Path | None, table: str) -> list[tuple[str, Path]]:
-    """``(title, png path)`` of every PNG artifact of the table's runs that exists on disk."""
-    if runs_dir is None or ok.empty or "artifacts" not in ok or "table" not in ok:
-        return []
-    out = []
-    for _, r in ok[(ok["table"] == table) & ok["artifacts"].notna()].iterrows():
-        for rel in json.loads(r["artifacts"]) if str(r["artifacts"]).startswith("[") else []:
-            p = runs_dir / str(r["run_dir"]) / rel
-            if p.suffix == ".png" and p.is_file():
-                out.append((f"{r['model']} / {r['dataset']} / seed {r['seed']}: {p.stem}", p))
-    return sorted(out, key=lambda t: (t[0].split(" / seed ")[1], t[0]))
-
-
-def _tiles(ok, runs_dir, table: str, what: str, limit: int = 12):
-    images = artifact_images(ok, runs_dir, table)[:limit]
-    if not images:
-        fig, ax = plt.subplots(figsize=(6, 3))
-        empty(ax, _NO_ARTIFACTS if runs_dir is None and not ok.empty else f"no {what} (no runs of this family)")
-        return fig
-    cols = min(3, len(images))
-    rows = (len(images) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.6 * rows), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, (title, path) in zip(axes.flat, images):
-        ax.imshow(mpimg.imread(path))
-        ax.set_title(title, fontsize=7)
-    fig.tight_layout()
-    return fig
-
-
-def flow_samples(ok, runs_dir):
-    return _tiles(ok, runs_dir, "flows", "density plots")
-
-
-def latent_sde_paths(ok, runs_dir):
-    return _tiles(ok, runs_dir, "latent_sde", "sample paths")
-
-
-def generative_samples(ok, runs_dir):
-    return _tiles(ok, runs_dir, "generative", "samples")
+    return _beside(fig, ax)

@@ -19,7 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from debench.report import figures  # noqa: E402
+from debench.report import figures, layout  # noqa: E402
 from debench.track.atomic import atomic_write_bytes  # noqa: E402
 
 
@@ -33,27 +33,31 @@ class PlotSpec:
 
 PLOTS = {
     "accuracy_vs_params": PlotSpec(
-        "Test accuracy against trainable parameters; one point per model and dataset (mean over seeds "
-        "that finished).", "overview", "all classifiers", "test accuracy, parameters"),
+        "Test accuracy against trainable parameters, one panel per survey table; one point per model and "
+        "dataset (mean over seeds that finished).", "overview", "all classifiers", "test accuracy, parameters"),
     "accuracy_vs_evals": PlotSpec(
-        "Test accuracy against function evaluations per forward pass: depth x stages for discrete models, "
-        "measured NFE for continuous ones.", "overview", "all classifiers", "test accuracy, evaluations"),
+        "Test accuracy against function evaluations per forward pass (depth x stages for discrete models, "
+        "measured NFE for continuous ones), one panel per survey table.", "overview", "all classifiers",
+        "test accuracy, evaluations"),
     "accuracy_vs_epoch": PlotSpec(
-        "Test accuracy over training, mean over seeds, one line per model (from the runs' stored "
-        "trajectories).", "overview", "all classifiers", "test accuracy per epoch"),
+        "Test accuracy over training, mean over seeds, one line per model and one panel per survey table "
+        "(from the runs' stored trajectories).", "overview", "all classifiers", "test accuracy per epoch"),
     "time_per_epoch": PlotSpec(
-        "Training wall time per epoch (evaluation excluded), mean over seeds.", "overview", "all models",
+        "Training wall time per epoch (evaluation excluded), mean over seeds; one panel per survey table, "
+        "one bar per model and dataset.", "overview", "all models",
         "seconds per epoch"),
     "activation_memory": PlotSpec(
-        "Autograd's saved bytes for one training step at the experiment's batch size.", "discrete",
+        "Autograd's saved bytes for one training step at the experiment's batch size, mean over seeds; one "
+        "panel per survey table, one bar per model and dataset.", "discrete",
         "all classifiers", "activation memory"),
     "memory_vs_depth": PlotSpec(
         "Measured activation memory per training example against depth (the record's model_meta.depth); the "
         "survey expects linear growth for ResNet and flat lines for RevNet, invertible Momentum ResNets and "
-        "the ODE-Net with the adjoint (dashed; dotted: without).", "discrete",
+        "continuous-depth models with the adjoint (dashed; dotted: without).", "discrete",
         "ResNet, RevNet, Momentum ResNet, ODE-Net", "activation memory per example"),
     "nfe_over_training": PlotSpec(
-        "Forward (solid) and backward (dashed) function evaluations per training step, mean per epoch.",
+        "Forward (solid) and backward (dashed) function evaluations per training step, mean per epoch; one "
+        "panel per survey table, its legend beside the curves.",
         "neural_ode", "continuous-depth models", "NFE per step"),
     "robustness": PlotSpec(
         "Test accuracy under Gaussian input perturbations of strength sigma: Neural SDEs (solid) against "
@@ -71,9 +75,29 @@ PLOTS = {
 }
 
 
+def draw(name: str, ok: pd.DataFrame, runs_dir: Path | None, reduced: bool = False):
+    """The figure of plot ``name`` from finished runs' rows, in the report's layout (:mod:`debench.report.layout`).
+
+    Args:
+        name: a key of :data:`PLOTS`.
+        ok: rows of the runs that finished.
+        runs_dir: the run folders, or ``None``.
+        reduced: the runs come from a reduced preset; the title says so.
+
+    Returns:
+        A matplotlib figure :data:`debench.report.layout.WIDTH_IN` wide.
+    """
+    with plt.rc_context(layout.RC):
+        fig = getattr(figures, name)(ok, runs_dir)
+        if reduced:
+            fig.suptitle("reduced preset: not comparable with any paper", color="#a06000")
+    return fig
+
+
 def save(fig, path: Path) -> Path:
+    """Write ``fig`` as a PNG at the layout's DPI, its size unchanged (no tight crop), with no timestamps."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
+    fig.savefig(buf, format="png", dpi=layout.DPI, metadata={"Software": None})
     plt.close(fig)
     atomic_write_bytes(path, buf.getvalue())
     return path
@@ -90,8 +114,5 @@ def draw_all(runs: pd.DataFrame, runs_dir: Path | None, out: Path) -> dict[str, 
     reduced = "comparable" in ok and not ok["comparable"].fillna(False).astype(bool).all()
     paths = {}
     for name in PLOTS:
-        fig = getattr(figures, name)(ok, runs_dir)
-        if reduced:
-            fig.suptitle("reduced preset: not comparable with any paper", fontsize=8, color="#a06000")
-        paths[name] = save(fig, out / f"{name}.png")
+        paths[name] = save(draw(name, ok, runs_dir, reduced), out / f"{name}.png")
     return paths
