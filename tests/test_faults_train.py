@@ -28,6 +28,7 @@ from debench.errors import ConfigError
 from debench.train import checkpoint as ckpt
 from debench.train.loop import train
 from tests.conftest import ROOT, make_spec
+from tests.nan_model import NaNAfter  # noqa: F401  (registers test_nan_after when this file runs alone)
 
 pytestmark = pytest.mark.faults
 ENV = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
