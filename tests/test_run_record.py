@@ -132,6 +132,11 @@ def test_precision_per_metric(amp, device, continuous, train):
     assert p["activation_memory"] == "fp32"
 
 
+def test_other_tasks_are_evaluated_in_fp32_and_say_so():
+    p = resolve_precision("auto", "cuda", False, classify=False)  # score SDEs: likelihood and samples
+    assert p["train"] == p["nfe"] == "bf16" and p["eval"] == p["activation_memory"] == "fp32"
+
+
 def test_unknown_amp_is_an_error_naming_the_key():
     from debench.errors import ConfigError
 

@@ -61,7 +61,8 @@ def train(spec: dict[str, Any]) -> dict[str, Any]:
     arrays, meta = load_cached(spec["data"]["cache"])
     kwargs = factory_kwargs(spec["model"], meta, spec.get("model_args", {}))
     model_args = merged_model_args(spec["model"], kwargs)
-    runtime = resolve_runtime(spec.get("runtime", {}), spec["model"], adaptive=continuous_depth(info))
+    runtime = resolve_runtime(spec.get("runtime", {}), spec["model"], adaptive=continuous_depth(info),
+                              classify=info.task == "classify")
     head = record_head(spec, info, protocol.as_dict(), model_args,
                        model_meta(spec["model"], compiled=runtime["compile"]), runtime, meta)
     chash = head["config_hash"]

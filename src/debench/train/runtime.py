@@ -39,16 +39,19 @@ def continuous_depth(info: Any) -> bool:
     return info.family == "continuous" and info.evals_per_forward is None
 
 
-def resolve_precision(amp: str, device_type: str, adaptive: bool) -> dict[str, str]:
+def resolve_precision(amp: str, device_type: str, adaptive: bool, classify: bool = True) -> dict[str, str]:
     """The precision each metric of a run is measured in.
 
     Args:
         amp: ``runtime.amp``: ``auto``, ``bf16`` or ``off``.
         device_type: ``cuda`` or ``cpu``.
         adaptive: the model is continuous-depth (:func:`continuous_depth`).
+        classify: the model's task is ``classify``; the trainer evaluates other tasks (their
+            ``evaluate_metrics``: likelihoods, samples) outside autocast, in fp32.
 
     Returns:
-        ``{"train", "eval", "activation_memory", "peak_memory", "nfe", "time"}`` -> ``bf16``/``fp32``.
+        ``{"train", "eval", "activation_memory", "peak_memory", "nfe", "time"}`` -> ``bf16``/``fp32``
+        (``nfe``: the training-step counters ``nfe_forward``/``nfe_backward``).
         ``auto`` is bf16 on CUDA except for continuous-depth models (fp32), fp32 on the CPU;
         ``activation_memory`` is fp32 always.
 
@@ -60,7 +63,8 @@ def resolve_precision(amp: str, device_type: str, adaptive: bool) -> dict[str, s
     if amp == "auto":
         amp = "bf16" if device_type == "cuda" and not adaptive else "off"
     p = PRECISION_OF[amp]
-    return {"train": p, "eval": p, "activation_memory": "fp32", "peak_memory": p, "nfe": p, "time": p}
+    return {"train": p, "eval": p if classify else "fp32", "activation_memory": "fp32", "peak_memory": p,
+            "nfe": p, "time": p}
 
 
 def resolve_compile(setting: Any, device_type: str, name: str) -> str | bool:
@@ -89,13 +93,13 @@ def resolve_compile(setting: Any, device_type: str, name: str) -> str | bool:
     return "default" if setting is True else str(setting)
 
 
-def resolve_runtime(r: dict[str, Any], name: str, adaptive: bool = False) -> dict[str, Any]:
+def resolve_runtime(r: dict[str, Any], name: str, adaptive: bool = False, classify: bool = True) -> dict[str, Any]:
     """Concrete device, threads, precision and layout from the config's ``runtime`` block.
 
     Args:
         r: the ``runtime`` block (``device``, ``threads``, ``channels_last``, ``amp``, ``compile``).
         name: the registered model name (compile mode and its twin).
-        adaptive: see :func:`resolve_precision`.
+        adaptive, classify: see :func:`resolve_precision`.
 
     Returns:
         ``device``, ``device_type``, ``threads``, ``channels_last``, ``amp`` (``bf16``/``off``,
@@ -110,7 +114,7 @@ def resolve_runtime(r: dict[str, Any], name: str, adaptive: bool = False) -> dic
                           ("cpu" if want == "auto" else want))
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("runtime.device is 'cuda' but CUDA is not available here; use 'auto' or 'cpu'")
-    precision = resolve_precision(r.get("amp", "auto"), device.type, adaptive)
+    precision = resolve_precision(r.get("amp", "auto"), device.type, adaptive, classify)
     return {"device": str(device), "device_type": device.type,
             "threads": int(r.get("threads") or torch.get_num_threads()),
             "channels_last": bool(r.get("channels_last", True)),
