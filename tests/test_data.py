@@ -91,3 +91,18 @@ def test_device_data_batches_cover_the_train_split_once(synthetic_cache):
     assert len(labels) == 384 and torch.equal(labels.sort().values, d.y_train.sort().values)
     x, _ = next(d.train_batches(8, torch.Generator().manual_seed(0), crop_padding=4, flip=True))
     assert x.dtype == torch.float32 and x.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_dataset_error_lives_in_errors_and_sources_do_not_import_the_cache():
+    import ast
+
+    import debench.data
+    import debench.data.cache
+    import debench.data.sources as sources
+    from debench.errors import DatasetError as FromErrors
+
+    assert debench.data.DatasetError is debench.data.cache.DatasetError is FromErrors
+    tree = ast.parse(open(sources.__file__).read())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert not {m for m in imported if m and m.startswith("debench.data")}, imported  # no cache <-> sources cycle

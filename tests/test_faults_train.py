@@ -28,6 +28,7 @@ from debench.errors import ConfigError
 from debench.train import checkpoint as ckpt
 from debench.train.loop import train
 from tests.conftest import ROOT, make_spec
+from tests.nan_model import NaNAfter  # noqa: F401  (registers test_nan_after when this file runs alone)
 
 pytestmark = pytest.mark.faults
 ENV = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
@@ -269,9 +270,7 @@ def test_pickle_bomb_checkpoint_is_refused_and_the_previous_one_used(tmp_path, c
 def test_truncated_newest_checkpoint_falls_back(tmp_path, synthetic_cache):
     spec = make_spec(tmp_path, synthetic_cache, protocol={"epochs": 2})
     full = train(spec)
-    from debench.train.loop import config_hash, resolve_runtime
-
-    folder = tmp_path / "ckpt" / config_hash(spec, resolve_runtime(spec["runtime"]))
+    folder = tmp_path / "ckpt" / full["config_hash"]
     newest = folder / "ckpt-epoch00002.pt"
     newest.write_bytes(newest.read_bytes()[:1000])
     (tmp_path / "run" / "metrics.json").unlink()

@@ -77,11 +77,16 @@ def test_nan_loss_ends_with_status_diverged(tmp_path, synthetic_cache):
     assert "test_accuracy" not in rec
 
 
-def test_changed_settings_never_resume_old_checkpoints(tmp_path, synthetic_cache):
+def test_changed_settings_never_resume_old_checkpoints(tmp_path, synthetic_cache, monkeypatch):
+    import debench.train.checkpoint as ckpt
+
+    loaded, real = [], ckpt.load_latest
+    monkeypatch.setattr(ckpt, "load_latest", lambda *a, **k: loaded.append(real(*a, **k)) or loaded[-1])
     a = train(make_spec(tmp_path, synthetic_cache))
     b = train(make_spec(tmp_path, synthetic_cache, protocol={"lr": 0.03}))
-    assert a["config_hash"] != b["config_hash"]
-    assert b["epochs_completed"] == 2 and b["steps"] == a["steps"]
+    assert loaded == [None, None], "the run with lr 0.03 resumed the lr 0.02 run's checkpoint"
+    assert a["config_hash"] != b["config_hash"] and b["resumed_from_epoch"] == 0
+    assert b["epochs_completed"] == 2 and b["train_loss"] != a["train_loss"]  # it trained, with its own lr
 
 
 @pytest.mark.parametrize("bad,message", [

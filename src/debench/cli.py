@@ -34,8 +34,15 @@ def cmd_train(a: argparse.Namespace) -> int:
     if a.threads:
         spec.setdefault("runtime", {})["threads"] = a.threads
     if a.tracking_ids:
-        ids = json.loads(Path(a.tracking_ids).read_text())["experiment_ids"]
-        spec.setdefault("tracking", {})["experiment_id"] = ids.get(spec["experiment"])
+        init = json.loads(Path(a.tracking_ids).read_text())
+        tracking = spec.setdefault("tracking", {})
+        tracking["experiment_id"] = init["experiment_ids"].get(spec["experiment"])
+        if init.get("reachable") is False and tracking.get("enabled", True):
+            # `track init` found the store down: no run waits on it; `debench track sync` uploads later.
+            logging.getLogger("debench.track").warning(
+                "MLflow store %s was unreachable at `track init`: this run is not tracked live; "
+                "metrics.json is complete; upload later with `debench track sync`", init.get("tracking_uri"))
+            tracking["enabled"] = False
     record = train(spec)
     key = record["metric"]
     print(f"{record['model']} {record['dataset']} seed {record['seed']}: status {record['status']}, "
@@ -66,8 +73,17 @@ def cmd_track_init(a: argparse.Namespace) -> int:
     from debench.track.atomic import atomic_write_json
     from debench.track.tracker import init_store, redact
 
-    ids = init_store(a.uri, a.experiments) if a.enabled else {}
-    atomic_write_json(a.out, {"tracking_uri": redact(a.uri), "experiment_ids": ids})
+    ids, reachable = {}, None
+    if a.enabled:
+        try:
+            ids, reachable = init_store(a.uri, a.experiments), True
+        except Exception as exc:  # connection refused, timeout, bad credentials: tracking is optional
+            reachable = False
+            first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            print(f"debench track init: warning: MLflow store {redact(a.uri)} unreachable "
+                  f"({type(exc).__name__}: {redact(first_line)[:200]}); runs train untracked and "
+                  "metrics.json stays complete; upload later with `debench track sync`", file=sys.stderr)
+    atomic_write_json(a.out, {"tracking_uri": redact(a.uri), "experiment_ids": ids, "reachable": reachable})
     return 0
 
 
@@ -80,8 +96,8 @@ def cmd_track_sync(a: argparse.Namespace) -> int:
         print(f"{'would upload' if a.dry_run else 'uploaded'} {p}", file=sys.stderr)
     for s in rep.skipped:
         print(f"skipped {s}", file=sys.stderr)
-    print(f"{redact(a.uri)}: {len(rep.uploaded)} uploaded, {len(rep.complete)} already complete, "
-          f"{len(rep.skipped)} skipped", file=sys.stderr)
+    print(f"{redact(a.uri)}: {len(rep.uploaded)} {'would upload' if a.dry_run else 'uploaded'}, "
+          f"{len(rep.complete)} already complete, {len(rep.skipped)} skipped", file=sys.stderr)
     return 0
 
 
@@ -177,8 +193,7 @@ def _user_errors(cmd: str) -> tuple[type[Exception], ...]:
 
     if cmd in REPORT_COMMANDS:
         return (ReportInputError,)
-    from debench.data.cache import DatasetError
-    from debench.errors import ConfigError
+    from debench.errors import ConfigError, DatasetError
     from debench.registry import UnknownModelError
 
     return (ConfigError, DatasetError, UnknownModelError, ReportInputError)

@@ -21,3 +21,7 @@ class SolverFailed(RunFailed):
 
 class ConfigError(ValueError):
     """An invalid configuration or protocol; the message names the key (and line where known)."""
+
+
+class DatasetError(RuntimeError):
+    """A dataset is missing, corrupt or of the wrong shape; the message names the file."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -39,6 +40,10 @@ class ModelInfo:
         compilable: ``runtime.compile: auto`` may compile it with CUDA graphs on a GPU (set only
             where that was measured to train correctly and faster; see docs/performance.md).
         defaults: default keyword arguments of the factory, recorded in each run's config.
+        constant_depth_twin: for a stochastic-depth-style model, the constant-depth model its
+            time saving is measured against; ``None`` derives it from the name (see
+            :func:`constant_depth_twin`).
+        module: the Python module that registered the factory (shows plugin models).
     """
 
     name: str
@@ -52,6 +57,8 @@ class ModelInfo:
     metric: str = "test_error"
     compilable: bool = False
     defaults: dict[str, Any] = field(default_factory=dict)
+    constant_depth_twin: str | None = None
+    module: str = ""
 
 
 _REGISTRY: dict[str, ModelInfo] = {}
@@ -75,6 +82,7 @@ def register_model(
     reference: list[dict[str, str]] | tuple[dict[str, str], ...] = (),
     metric: str = "test_error",
     compilable: bool = False,
+    constant_depth_twin: str | None = None,
     **defaults: Any,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator that registers a model factory under ``name``.
@@ -89,6 +97,7 @@ def register_model(
         reference: selectors into ``published_results.csv`` (see :class:`ModelInfo`).
         metric: primary metric of the report (see :class:`ModelInfo`).
         compilable: see :class:`ModelInfo`.
+        constant_depth_twin: see :class:`ModelInfo`.
         **defaults: keyword arguments passed to the factory unless overridden.
 
     Returns:
@@ -117,6 +126,8 @@ def register_model(
             metric=metric,
             compilable=compilable,
             defaults=dict(defaults),
+            constant_depth_twin=constant_depth_twin,
+            module=getattr(factory, "__module__", ""),
         )
         return factory
 
@@ -172,6 +183,109 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
     return info.factory(**{**info.defaults, **kwargs})
 
 
+# The naming rule of stochastic-depth-style variants: prefix or suffix on the constant-depth name.
+_TWIN = re.compile(r"^(?:stochastic_depth_|shakedrop_|dropout_)?(.*?)(?:_sd)?$")
+
+
+def constant_depth_twin(name: str) -> str | None:
+    """The constant-depth model a stochastic-depth-style model's time saving is measured against.
+
+    Args:
+        name: a registered model name.
+
+    Returns:
+        The registered ``constant_depth_twin``, else the name without its ``stochastic_depth_``,
+        ``shakedrop_`` or ``dropout_`` prefix or ``_sd`` suffix when that model is registered,
+        else ``None``.
+
+    Raises:
+        KeyError: if ``name`` is not registered.
+    """
+    info = model_info(name)
+    if info.constant_depth_twin:
+        return info.constant_depth_twin
+    twin = _TWIN.match(name).group(1)
+    return twin if twin != name and twin in _REGISTRY else None
+
+
+def time_comparison_group(name: str) -> list[str]:
+    """``name``, its constant-depth twin and every model whose twin it is: runs timed against each other.
+
+    Raises:
+        KeyError: if ``name`` is not registered.
+    """
+    twin = constant_depth_twin(name)
+    base = twin or name
+    return sorted({name, base, *(n for n in list(_REGISTRY) if constant_depth_twin(n) == base)})
+
+
+def merged_model_args(name: str, passed: dict[str, Any]) -> dict[str, Any]:
+    """The factory's arguments as it actually receives them: signature defaults, registry extras, ``passed``.
+
+    Args:
+        name: a registered model name.
+        passed: the keyword arguments handed to :func:`create_model`.
+
+    Returns:
+        A dict sorted by key; tuples become lists (as in JSON).
+
+    Raises:
+        KeyError: if ``name`` is not registered.
+    """
+    import inspect
+
+    info = model_info(name)
+    sig = {k: p.default for k, p in inspect.signature(info.factory).parameters.items()
+           if p.default is not inspect.Parameter.empty}
+    merged = {**sig, **info.defaults, **passed}
+    return {k: _jsonable(merged[k]) for k in sorted(merged)}
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return v
+    if callable(v):  # a default function or class: its import path (a repr would carry an address)
+        return f"{getattr(v, '__module__', '?')}.{getattr(v, '__qualname__', type(v).__name__)}"
+    text = repr(v)
+    return type(v).__name__ if " at 0x" in text else text
+
+
+def model_meta(name: str, depth: int | None = None, compiled: str | bool = False) -> dict[str, Any]:
+    """Registry metadata a run record carries for the report.
+
+    Args:
+        name: a registered model name.
+        depth: the depth to record (``None``: the reference selectors' depth, else the number
+            the name ends in before a dataset or width suffix: ``rk4_resnet20`` -> 20).
+        compiled: ``False`` or the torch.compile mode the run used.
+
+    Returns:
+        ``reference`` (selector dicts), ``depth``, ``constant_depth_twin``, ``compilable``,
+        ``compiled`` and ``module``.
+
+    Raises:
+        KeyError: if ``name`` is not registered.
+    """
+    info = model_info(name)
+    if depth is None:
+        depth = _depth_of(name, info.reference)
+    return {"reference": [dict(r) for r in info.reference], "depth": depth,
+            "constant_depth_twin": constant_depth_twin(name), "compilable": info.compilable,
+            "compiled": compiled, "module": info.module}
+
+
+def _depth_of(name: str, reference: tuple[dict[str, str], ...]) -> int | None:
+    depths = {str(r["depth"]) for r in reference if r.get("depth")}
+    if len(depths) == 1 and next(iter(depths)).isdigit():
+        return int(next(iter(depths)))
+    m = re.search(r"[a-z](\d+)(?=_sd$|_mnist$|_cifar$|_2x|$)", name)
+    return int(m.group(1)) if m else None
+
+
 def import_plugins(modules: list[str]) -> None:
     """Import user modules whose factories register themselves (config key ``plugins``)."""
     import importlib
@@ -184,6 +298,4 @@ def import_plugins(modules: list[str]) -> None:
 
 
 def _natural_key(name: str) -> tuple:
-    import re
-
     return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name))

@@ -17,6 +17,7 @@ from typing import Any, Callable
 import numpy as np
 
 from debench.data import sources
+from debench.errors import DatasetError
 from debench.track.atomic import atomic_write_bytes, atomic_write_json
 
 SOURCES = ("torchvision", "npz", "synthetic")
@@ -65,11 +66,11 @@ for _spec in (
     register_dataset(_spec)
 
 
-class DatasetError(RuntimeError):
-    """A dataset is missing, corrupt or of the wrong shape; the message names the file."""
+__all__ = ["DATASETS", "DatasetError", "DatasetSpec", "load_cached", "prepare_dataset", "register_dataset"]
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(chunk):
@@ -106,7 +107,7 @@ def prepare_dataset(name: str, source: str, out: Path, **options: Any) -> dict[s
     elif source == "npz":
         if not options.get("npz_dir"):
             raise DatasetError("config key 'data.npz_dir' must name the shard folder when data.source is 'npz'")
-        arrays = sources.from_npz_shards(name, Path(options["npz_dir"]))
+        arrays = sources.from_npz_shards(name, Path(options["npz_dir"]), spec.shape, spec.num_classes)
     elif source == "synthetic":
         arrays = sources.synthetic(
             spec.shape, spec.num_classes,

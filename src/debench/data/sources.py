@@ -1,4 +1,8 @@
-"""The three data sources: torchvision download, local ``.npz`` shards, synthetic patterns."""
+"""The three data sources: torchvision download, local ``.npz`` shards, synthetic patterns.
+
+Sources know nothing of the dataset registry (:mod:`debench.data.cache` imports them, not the
+other way round): the caller passes the expected shape and class count.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
+from debench.errors import DatasetError
+
 
 def from_torchvision(name: str, root: Path) -> dict[str, np.ndarray]:
     """Download (once) with torchvision and return uint8 NHWC arrays."""
-    from debench.data.cache import DatasetError
-
     import torchvision.datasets as tvd
 
     cls = {"cifar10": tvd.CIFAR10, "cifar100": tvd.CIFAR100, "mnist": tvd.MNIST}[name]
@@ -31,10 +35,21 @@ def from_torchvision(name: str, root: Path) -> dict[str, np.ndarray]:
     return out
 
 
-def from_npz_shards(name: str, root: Path) -> dict[str, np.ndarray]:
-    """Read ``<root>/<name>/train*.npz`` and ``test.npz`` (keys ``images``, ``labels``)."""
-    from debench.data.cache import DatasetError
+def from_npz_shards(name: str, root: Path, shape: tuple[int, ...], num_classes: int) -> dict[str, np.ndarray]:
+    """Read ``<root>/<name>/train*.npz`` and ``test.npz`` (keys ``images``, ``labels``).
 
+    Args:
+        name: dataset name (the shard folder under ``root``).
+        root: the shard root (config ``data.npz_dir``).
+        shape: expected shape of one image (H x W x C).
+        num_classes: expected label count.
+
+    Returns:
+        uint8 NHWC ``x_train``/``x_test`` and int64 ``y_train``/``y_test``.
+
+    Raises:
+        DatasetError: naming the folder or shard that is missing, unreadable or of the wrong shape.
+    """
     folder = root / name
     train_files = sorted(folder.glob("train*.npz"))
     test_file = folder / "test.npz"
@@ -53,7 +68,7 @@ def from_npz_shards(name: str, root: Path) -> dict[str, np.ndarray]:
             except Exception as exc:
                 raise DatasetError(f"npz shard {f} cannot be read: expected an npz archive with keys 'images' "
                                    f"and 'labels', found {type(exc).__name__}: {exc} (truncated?)") from exc
-            _check_shard(f, x, y, name)
+            _check_shard(f, x, y, shape, num_classes)
             xs.append(x)
             ys.append(y)
         x = np.concatenate(xs)
@@ -62,18 +77,15 @@ def from_npz_shards(name: str, root: Path) -> dict[str, np.ndarray]:
     return out
 
 
-def _check_shard(path: Path, x: np.ndarray, y: np.ndarray, name: str) -> None:
-    from debench.data.cache import DATASETS, DatasetError
-
-    spec = DATASETS[name]
+def _check_shard(path: Path, x: np.ndarray, y: np.ndarray, expected: tuple[int, ...], num_classes: int) -> None:
     shape = tuple(x.shape[1:]) + ((1,) if x.ndim == 3 else ())
-    if x.dtype != np.uint8 or shape != tuple(spec.shape):
-        raise DatasetError(f"npz shard {path}: 'images' expected uint8 N x {' x '.join(map(str, spec.shape))}, "
+    if x.dtype != np.uint8 or shape != tuple(expected):
+        raise DatasetError(f"npz shard {path}: 'images' expected uint8 N x {' x '.join(map(str, expected))}, "
                            f"found {x.dtype} {' x '.join(map(str, x.shape))}")
     if len(y) != len(x):
         raise DatasetError(f"npz shard {path}: expected one label per image ({len(x)}), found {len(y)} labels")
-    if len(y) and (y.min() < 0 or y.max() >= spec.num_classes):
-        raise DatasetError(f"npz shard {path}: labels expected in 0..{spec.num_classes - 1}, "
+    if len(y) and (y.min() < 0 or y.max() >= num_classes):
+        raise DatasetError(f"npz shard {path}: labels expected in 0..{num_classes - 1}, "
                            f"found {y.min()}..{y.max()}")
 
 

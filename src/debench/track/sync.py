@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from debench.track.atomic import atomic_write_json
-from debench.track.tracker import ensure_experiment, hide_credentials_from_mlflow, redact
+from debench.track.tracker import cap_http_retries, ensure_experiment, hide_credentials_from_mlflow, redact
 
 log = logging.getLogger("debench.track")
 _NOT_METRICS = ("schema_version", "seed", "epoch", "step")
@@ -59,6 +59,7 @@ def sync(runs_dir: str | Path, tracking_uri: str, min_age_s: float = 60.0,
     """
     from mlflow.tracking import MlflowClient
 
+    cap_http_retries()
     hide_credentials_from_mlflow(tracking_uri)
     client = MlflowClient(tracking_uri=tracking_uri)
     report = SyncReport()
@@ -81,8 +82,9 @@ def sync(runs_dir: str | Path, tracking_uri: str, min_age_s: float = 60.0,
         if run is not None:
             client.delete_run(run.info.run_id)
         _upload(client, path, rec, replaces=run.info.run_id if run is not None else None)
-    log.info("sync to %s: %d uploaded, %d already complete, %d skipped", redact(tracking_uri),
-             len(report.uploaded), len(report.complete), len(report.skipped))
+    log.info("sync to %s: %d %s, %d already complete, %d skipped", redact(tracking_uri),
+             len(report.uploaded), "would upload" if dry_run else "uploaded", len(report.complete),
+             len(report.skipped))
     return report
 
 
@@ -143,10 +145,9 @@ def _upload(client: Any, path: Path, rec: dict[str, Any], replaces: str | None) 
 
 
 def _params(rec: dict[str, Any]) -> dict[str, Any]:
-    flat = {k: rec.get(k) for k in ("model", "dataset", "seed", "preset", "config_hash")}
-    for group in ("protocol", "model_args", "runtime"):
-        flat.update({f"{group}.{k}": v for k, v in (rec.get(group) or {}).items()})
-    return flat
+    from debench.train.record import flat_params  # the live run logs the same parameters
+
+    return flat_params(rec)
 
 
 def _number(v: Any) -> float | None:

@@ -33,6 +33,21 @@ def hide_credentials_from_mlflow(uri: str | None) -> None:
         os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
 
 
+# MLflow's own HTTP retries (7 with backoff 2, timeout 120 s) spend minutes per call on a store that
+# is down; debench's runs lose nothing without it (metrics.json is complete, `track sync` uploads),
+# so each call gives up within seconds. A value the user set in the environment wins.
+HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+               "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+
+
+def cap_http_retries() -> None:
+    """Bound MLflow's HTTP retries to seconds (see :data:`HTTP_LIMITS`); explicit env values win."""
+    import os
+
+    for key, value in HTTP_LIMITS.items():
+        os.environ.setdefault(key, value)
+
+
 def default_tracking_uri(results_dir: str | Path) -> str:
     """Embedded SQLite store under the results folder, as an absolute URI."""
     return f"sqlite:///{(Path(results_dir) / 'mlflow.db').resolve()}"
@@ -55,13 +70,15 @@ class MlflowTracker:
         experiment_id: id created before jobs fan out (see ``debench track init``); when None
             the experiment ``experiment_name`` is looked up or created here (serial use only).
         experiment_name: debench experiment name.
-        retries: attempts per call before tracking is switched off for this run.
+        retries: attempts per call before tracking is switched off for this run (each attempt
+            makes MLflow's own, capped, HTTP retries: :func:`cap_http_retries`).
     """
 
     def __init__(self, tracking_uri: str, experiment_id: str | None, experiment_name: str,
-                 retries: int = 3):
+                 retries: int = 2):
         from mlflow.tracking import MlflowClient
 
+        cap_http_retries()
         hide_credentials_from_mlflow(tracking_uri)
         self.client = MlflowClient(tracking_uri=tracking_uri)
         self.uri = tracking_uri
@@ -153,9 +170,14 @@ def init_store(tracking_uri: str, experiments: list[str]) -> dict[str, str]:
 
     Returns:
         ``{experiment name: experiment id}``.
+
+    Raises:
+        Exception: whatever MLflow raises when the store cannot be reached (after capped retries).
     """
     from mlflow.tracking import MlflowClient
 
+    cap_http_retries()
+    hide_credentials_from_mlflow(tracking_uri)
     client = MlflowClient(tracking_uri=tracking_uri)
     return {name: ensure_experiment(client, name) for name in experiments}
 

@@ -49,7 +49,7 @@ def load_latest(folder: Path, config_hash: str) -> dict[str, Any] | None:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:
-            log.warning("checkpoint %s cannot be loaded (%s); trying the previous one", path, exc)
+            log.warning("checkpoint %s cannot be loaded (%s); trying the previous one", path, _reason(exc))
             continue
         if state.get("config_hash") != config_hash:
             raise RuntimeError(
@@ -58,6 +58,17 @@ def load_latest(folder: Path, config_hash: str) -> dict[str, Any] | None:
             )
         return state
     return None
+
+
+def _reason(exc: Exception) -> str:
+    """Why a checkpoint did not load, in one line, without torch's advice (file an issue, load it
+    with ``weights_only=False``): neither applies to a truncated or foreign file."""
+    text = str(exc)
+    refused = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\n\s*\n|$)", text, re.S)
+    if refused:
+        return f"refused by the weights-only unpickler: {' '.join(refused.group(1).split())[:200]}"
+    first = text.strip().split(". ")[0].splitlines()[0] if text.strip() else ""
+    return f"{type(exc).__name__}: {first[:200]}" if first else type(exc).__name__
 
 
 def rng_state() -> dict[str, Any]:

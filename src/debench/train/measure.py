@@ -11,6 +11,7 @@ import torch.nn as nn
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
+    """Number of (trainable) parameters of ``model``."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
@@ -46,11 +47,44 @@ def saved_activation_bytes(loss_fn: Callable[[], torch.Tensor], exclude: list[to
     return sum(seen.values())
 
 
-def training_step_activation_bytes(model: nn.Module, x: torch.Tensor, loss_of_output: Callable) -> int:
-    """Saved bytes of one training forward of a copy of ``model`` (its BN statistics untouched)."""
+def activation_probe_bytes(model: nn.Module, loss_of: Callable[[nn.Module], torch.Tensor]) -> int | None:
+    """Saved bytes of one fp32 training forward of a copy of ``model``.
+
+    The copy keeps the model's BN statistics and counters untouched; autocast is switched off
+    inside, so the figure is fp32 whatever precision the run trains in (the papers' figures are
+    fp32); the RNG states are restored, so the probe does not shift the run's random stream.
+
+    Args:
+        model: the model (not modified).
+        loss_of: ``loss_of(module) -> loss`` runs one training forward of ``module``.
+
+    Returns:
+        The bytes, or ``None`` when the forward fails with a recorded failure
+        (:class:`debench.errors.RunFailed`, e.g. a solver passing its step cap).
+    """
+    import random
+
+    from debench.errors import RunFailed
+
     probe = copy.deepcopy(model).train()
-    params = list(probe.parameters())
-    return saved_activation_bytes(lambda: loss_of_output(probe(x)), exclude=params)
+    device = next(iter(probe.parameters()), torch.zeros(())).device
+    rng = (torch.get_rng_state(), random.getstate(),
+           torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
+    try:
+        with torch.autocast(device.type, enabled=False):
+            return saved_activation_bytes(lambda: loss_of(probe), exclude=list(probe.parameters()))
+    except RunFailed:
+        return None
+    finally:
+        torch.set_rng_state(rng[0])
+        random.setstate(rng[1])
+        if rng[2] is not None:
+            torch.cuda.set_rng_state_all(rng[2])
+
+
+def training_step_activation_bytes(model: nn.Module, x: torch.Tensor, loss_of_output: Callable) -> int:
+    """Saved bytes of one fp32 training forward of a copy of ``model`` (see :func:`activation_probe_bytes`)."""
+    return activation_probe_bytes(model, lambda m: loss_of_output(m(x)))
 
 
 def peak_memory_bytes(device: torch.device) -> int:

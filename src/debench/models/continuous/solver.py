@@ -31,6 +31,7 @@ import torch
 import torch.nn as nn
 
 from debench.errors import SolverFailed
+from debench.nfe import NFECounter
 
 FIXED_STEP = {"euler": 1, "midpoint": 2, "heun3": 3, "rk4": 4, "explicit_adams": 1, "implicit_adams": 5, "fixed_adams": 5}
 """Function evaluations per step of torchdiffeq's fixed-grid methods (an upper bound for the
@@ -119,27 +120,21 @@ class CountedDynamics(nn.Module):
     def __init__(self, f: nn.Module, config: SolverConfig):
         super().__init__()
         self.f, self.config = f, config
-        self.phase = "forward"
-        self.solve_nfe = 0
-        self.counts = {"nfe_forward": 0, "nfe_backward": 0}
+        self.nfe = NFECounter()  # debench.nfe: the one counter every family uses
 
     def forward(self, t: torch.Tensor, y: Any) -> Any:
-        self.solve_nfe += 1
-        self.counts[f"nfe_{self.phase}"] += 1
+        self.nfe.tick()
         cap = self.config.evaluation_cap()
-        if cap is not None and self.solve_nfe > cap:
+        if cap is not None and self.nfe.solve > cap:
             raise SolverFailed(
-                f"{self.config.method} passed max_num_steps={self.config.max_num_steps} in the {self.phase} "
-                f"solve ({self.solve_nfe} function evaluations; rtol={self.config.rtol}, atol={self.config.atol})"
+                f"{self.config.method} passed max_num_steps={self.config.max_num_steps} in the {self.nfe.phase} "
+                f"solve ({self.nfe.solve} function evaluations; rtol={self.config.rtol}, atol={self.config.atol})"
             )
         return self.f(t, y)
 
     def pop_counts(self, reset: bool = True) -> dict[str, int]:
         """The counters since the last reset; zero them unless ``reset`` is False."""
-        out = dict(self.counts)
-        if reset:
-            self.counts = {"nfe_forward": 0, "nfe_backward": 0}
-        return out
+        return self.nfe.pop(reset)
 
 
 class _EnterBackward(torch.autograd.Function):
@@ -152,7 +147,7 @@ class _EnterBackward(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, *grads: torch.Tensor):
-        ctx.dyn.phase, ctx.dyn.solve_nfe = "backward", 0
+        ctx.dyn.nfe.begin("backward")
         return (None, *grads)
 
 
@@ -184,7 +179,7 @@ def solve(dyn: CountedDynamics, y0: Any, t: torch.Tensor | None = None) -> Any:
         options["grid_constructor"] = lambda func, y, tt: _uniform_grid(tt, n)
     elif cfg.max_num_steps is not None:
         options["max_num_steps"] = cfg.max_num_steps
-    dyn.phase, dyn.solve_nfe = "forward", 0
+    dyn.nfe.begin("forward")
     kwargs = dict(rtol=cfg.rtol, atol=cfg.atol, method=cfg.method, options=options)
     try:
         if cfg.adjoint:

@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from debench.nfe import NFECounter
 from debench.registry import register_model
 
 LI20 = "Li, Wong, Chen, Duvenaud. Scalable Gradients for Stochastic Differential Equations. AISTATS 2020"
@@ -51,10 +52,10 @@ class PosteriorPriorSDE(nn.Module):
             for _ in range(latent))
         self.ts: torch.Tensor | None = None
         self.ctx: torch.Tensor | None = None
-        self.nfe = 0
+        self.nfe = NFECounter()  # debench.nfe: the one counter every family uses
 
     def f(self, t, y):
-        self.nfe += 1
+        self.nfe.tick()
         # Context of the nearest observation time: solver times carry rounding error, and a
         # lookup that flips at the grid points would break the adjoint's path reconstruction.
         n = len(self.ts) - 1
@@ -62,11 +63,11 @@ class PosteriorPriorSDE(nn.Module):
         return self.f_net(torch.cat([y, self.ctx[i]], 1))
 
     def h(self, t, y):
-        self.nfe += 1
+        self.nfe.tick()
         return self.h_net(y)
 
     def g(self, t, y):
-        self.nfe += 1
+        self.nfe.tick()
         return torch.cat([net(y[:, i:i + 1]) for i, net in enumerate(self.g_nets)], 1)
 
 
@@ -109,7 +110,6 @@ class LatentSDE(nn.Module):
         self.method, self.adjoint_method, self.adjoint = method, adjoint_method, adjoint
         self.likelihood, self.obs_scale = likelihood, obs_scale
         self.kl_anneal_iters, self.plot_samples = kl_anneal_iters, plot_samples
-        self._nfe_forward = 0
         self._plot_data: torch.Tensor | None = None
 
     # ---------------------------------------------------------------- ELBO
@@ -133,7 +133,7 @@ class LatentSDE(nn.Module):
         self.sde.ts, self.sde.ctx = self.ts.to(x.dtype), ctx
         mean, logstd = self.qz0(ctx[0]).chunk(2, dim=1)
         z0 = mean + logstd.exp() * torch.randn_like(mean)
-        before = self.sde.nfe
+        self.sde.nfe.begin("forward")
         use_adjoint = self.adjoint if adjoint is None else adjoint
         kwargs = dict(dt=self.dt, logqp=True, bm=bm)
         if use_adjoint:
@@ -145,7 +145,7 @@ class LatentSDE(nn.Module):
         else:
             import torchsde  # imported where used: training runs where torchsde is absent
             zs, log_ratio = torchsde.sdeint(self.sde, z0, self.sde.ts, method=self.method, **kwargs)
-        self._nfe_forward += self.sde.nfe - before
+        self.sde.nfe.begin("backward")  # what is evaluated next is the adjoint solve of loss.backward()
         log_lik = self._log_lik(xs, self.project(zs))
         qz0 = torch.distributions.Normal(mean, logstd.exp())
         pz0 = torch.distributions.Normal(self.pz0_mean, self.pz0_logstd.exp())
@@ -172,7 +172,7 @@ class LatentSDE(nn.Module):
     def evaluate_metrics(self, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> dict[str, float]:
         """Held-out negative ELBO (KL weight 1) per series and per observation, and its parts."""
         sums = {"log_lik": 0.0, "kl_z0": 0.0, "kl_path": 0.0}
-        nfe_before = self.sde.nfe
+        nfe_before = self.sde.nfe.total
         with torch.no_grad():
             for i in range(0, len(x), batch_size):
                 terms = self.elbo_terms(x[i:i + batch_size], adjoint=False)
@@ -183,13 +183,11 @@ class LatentSDE(nn.Module):
         self._plot_data = x[: min(4, len(x))].detach()
         return {"neg_elbo": neg_elbo, "neg_elbo_per_obs": neg_elbo / (x.shape[1] * x.shape[2]),
                 "neg_log_lik": -sums["log_lik"] / n, "kl_z0": sums["kl_z0"] / n, "kl_path": sums["kl_path"] / n,
-                "nfe_per_batch": (self.sde.nfe - nfe_before) / math.ceil(n / batch_size)}
+                "nfe_per_batch": (self.sde.nfe.total - nfe_before) / math.ceil(n / batch_size)}
 
     def debench_stats(self) -> dict[str, float]:
         """``f``/``h``/``g`` evaluations of the forward solves and (the rest) of the adjoint solves."""
-        stats = {"nfe_forward": self._nfe_forward, "nfe_backward": self.sde.nfe - self._nfe_forward}
-        self.sde.nfe = self._nfe_forward = 0
-        return stats
+        return self.sde.nfe.pop()
 
     # ---------------------------------------------------------------- sampling and plots
     @torch.no_grad()

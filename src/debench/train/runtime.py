@@ -1,0 +1,123 @@
+"""Where and how a run computes: device, threads, layout, precision per metric, compile mode.
+
+Everything here is a pure function of the config's ``runtime`` block, the device and the
+registry, so the choices that change a result's bits can be tested on a CPU and hashed.
+
+Precision (issue 13, point 4). The papers report fp32 figures: MemCNN's table and the
+ResNet/RevNet memory ratio (Gomez et al. 2017) and the adaptive-solver NFE of Chen et al. 2018.
+So activation memory is always probed in fp32 whatever the training precision, and models whose
+depth is decided by an adaptive solver train in fp32 under ``amp: auto`` (bf16 rounding makes the
+error estimate larger and the solver take 1.2-2.2x the steps). Everything else may train in bf16
+on CUDA; the record names the precision of each metric.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from debench.errors import ConfigError
+
+AMP_CHOICES = ("auto", "bf16", "off")
+# dtype name each amp setting measures in (the record's ``precision`` values)
+PRECISION_OF = {"bf16": "bf16", "off": "fp32"}
+
+
+def continuous_depth(info: Any) -> bool:
+    """True for continuous-depth models: family ``continuous`` without a fixed ``evals_per_forward``.
+
+    Their depth (NFE) is decided by a solver, adaptive at least at evaluation (RNODE trains with
+    rk4 and evaluates with dopri5), so they train in fp32 under ``amp: auto``.
+
+    Args:
+        info: the model's :class:`debench.registry.ModelInfo`.
+
+    Returns:
+        Whether the model's depth is continuous.
+    """
+    return info.family == "continuous" and info.evals_per_forward is None
+
+
+def resolve_precision(amp: str, device_type: str, adaptive: bool, classify: bool = True) -> dict[str, str]:
+    """The precision each metric of a run is measured in.
+
+    Args:
+        amp: ``runtime.amp``: ``auto``, ``bf16`` or ``off``.
+        device_type: ``cuda`` or ``cpu``.
+        adaptive: the model is continuous-depth (:func:`continuous_depth`).
+        classify: the model's task is ``classify``; the trainer evaluates other tasks (their
+            ``evaluate_metrics``: likelihoods, samples) outside autocast, in fp32.
+
+    Returns:
+        ``{"train", "eval", "activation_memory", "peak_memory", "nfe", "time"}`` -> ``bf16``/``fp32``
+        (``nfe``: the training-step counters ``nfe_forward``/``nfe_backward``).
+        ``auto`` is bf16 on CUDA except for continuous-depth models (fp32), fp32 on the CPU;
+        ``activation_memory`` is fp32 always.
+
+    Raises:
+        ConfigError: for an unknown ``amp`` value.
+    """
+    if amp not in AMP_CHOICES:
+        raise ConfigError(f"runtime.amp: must be one of {AMP_CHOICES}, got {amp!r}")
+    if amp == "auto":
+        amp = "bf16" if device_type == "cuda" and not adaptive else "off"
+    p = PRECISION_OF[amp]
+    return {"train": p, "eval": p if classify else "fp32", "activation_memory": "fp32", "peak_memory": p,
+            "nfe": p, "time": p}
+
+
+def resolve_compile(setting: Any, device_type: str, name: str) -> str | bool:
+    """The ``torch.compile`` mode of model ``name``, or ``False`` for eager.
+
+    ``auto`` compiles with CUDA graphs (``reduce-overhead``) on a GPU only models registered as
+    ``compilable`` whose constant-depth twins and stochastic-depth counterparts are compilable
+    too: a time saving is measured between two models run under the same mode (issue 13, point 5).
+
+    Args:
+        setting: ``runtime.compile``: ``auto``, ``false``/None, ``true`` or a torch.compile mode.
+        device_type: ``cuda`` or ``cpu``.
+        name: the registered model name.
+
+    Returns:
+        ``False`` or a mode name (``True`` means ``"default"``).
+    """
+    from debench.registry import model_info, time_comparison_group
+
+    if setting == "auto":
+        group = time_comparison_group(name)
+        ok = device_type == "cuda" and all(model_info(n).compilable for n in group)
+        setting = "reduce-overhead" if ok else False
+    if setting in (False, None):
+        return False
+    return "default" if setting is True else str(setting)
+
+
+def resolve_runtime(r: dict[str, Any], name: str, adaptive: bool = False, classify: bool = True) -> dict[str, Any]:
+    """Concrete device, threads, precision and layout from the config's ``runtime`` block.
+
+    Args:
+        r: the ``runtime`` block (``device``, ``threads``, ``channels_last``, ``amp``, ``compile``).
+        name: the registered model name (compile mode and its twin).
+        adaptive, classify: see :func:`resolve_precision`.
+
+    Returns:
+        ``device``, ``device_type``, ``threads``, ``channels_last``, ``amp`` (``bf16``/``off``,
+        the training autocast), ``compile`` and ``precision`` (per metric).
+
+    Raises:
+        RuntimeError: when ``device: cuda`` is asked for on a machine without CUDA.
+        ConfigError: for an unknown ``amp`` value.
+    """
+    want = r.get("device", "auto")
+    device = torch.device("cuda" if want == "auto" and torch.cuda.is_available() else
+                          ("cpu" if want == "auto" else want))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("runtime.device is 'cuda' but CUDA is not available here; use 'auto' or 'cpu'")
+    precision = resolve_precision(r.get("amp", "auto"), device.type, adaptive, classify)
+    return {"device": str(device), "device_type": device.type,
+            "threads": int(r.get("threads") or torch.get_num_threads()),
+            "channels_last": bool(r.get("channels_last", True)),
+            "amp": "bf16" if precision["train"] == "bf16" else "off",
+            "compile": resolve_compile(r.get("compile", "auto"), device.type, name),
+            "precision": precision}
