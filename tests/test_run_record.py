@@ -15,7 +15,7 @@ from debench.train import checkpoint as ckpt
 from debench.train.protocol import Protocol
 from debench.train.record import SCHEMA_VERSION, flat_params, summarize
 from debench.train.runtime import continuous_depth, resolve_compile, resolve_precision
-from tests.conftest import make_spec
+from tests.conftest import ROOT, make_spec
 from tests.nan_model import NaNAfter  # noqa: F401  (registers test_nan_after, a one-layer model)
 
 TINY = {"model": "test_nan_after", "model_args": {"after": 10**9}, "protocol": {"epochs": 1}}
@@ -171,10 +171,27 @@ def test_activation_probe_measures_fp32_under_autocast():
 def test_a_model_and_its_constant_depth_twin_get_the_same_compile_mode():
     for sd, twin in [("stochastic_depth_resnet110", "resnet110"), ("stochastic_depth_resnet20", "resnet20"),
                      ("shakedrop_resnet110", "resnet110")]:
-        assert resolve_compile("auto", "cuda", sd) == resolve_compile("auto", "cuda", twin)
-    assert resolve_compile("auto", "cuda", "resnet32") == "reduce-overhead"  # no stochastic twin
+        assert resolve_compile("auto", "cuda", sd, [twin]) == resolve_compile("auto", "cuda", twin, [sd]) is False
+    # a ResNet that no experiment times against a stochastic twin keeps its CUDA graphs
+    assert resolve_compile("auto", "cuda", "resnet110") == "reduce-overhead"
+    assert resolve_compile("auto", "cuda", "resnet32") == "reduce-overhead"
     assert resolve_compile("auto", "cpu", "resnet32") is False
     assert resolve_compile(True, "cpu", "resnet110") == "default"
+
+
+def test_run_specs_name_the_models_timed_against_each_other_in_their_experiment():
+    """The survey config: ResNet-110 beside its stochastic-depth twin runs eager like it; the
+    ResNet-110 of He et al.'s table, timed against nothing, keeps CUDA graphs."""
+    from debench.config import load_config, run_spec
+
+    config = load_config(ROOT / "config" / "config.yaml")
+    kw = {"cache": "c", "metrics": "m", "checkpoints": "k", "tracking": {}}
+    sd = run_spec(config, "stochastic_depth", "cifar10", "resnet110", 0, **kw)
+    assert "stochastic_depth_resnet110" in sd["timed_with"]
+    assert resolve_compile("auto", "cuda", "resnet110", sd["timed_with"]) is False
+    he = run_spec(config, "resnet_he2016", "cifar10", "resnet110", 0, **kw)
+    assert he["timed_with"] == []
+    assert resolve_compile("auto", "cuda", "resnet110", he["timed_with"]) == "reduce-overhead"
 
 
 def test_median_epoch_time_leaves_out_each_process_first_epoch():

@@ -132,7 +132,10 @@ def expand_runs(config: dict) -> list[dict[str, Any]]:
 def run_spec(config: dict, experiment: str, dataset: str, model: str, seed: int, *, cache: str,
              metrics: str, checkpoints: str, tracking: dict[str, Any]) -> dict[str, Any]:
     """The JSON spec ``debench train`` receives for one run (deterministic for a config)."""
+    from debench.registry import time_comparison_group
+
     exp = config["experiments"][experiment]
+    timed = set(time_comparison_group(model)) - {model}
     return {
         "experiment": experiment, "preset": config["preset"], "table": exp["table"],
         "mode": exp.get("mode", "paper"), "comparable": bool(config.get("comparable", False)),
@@ -142,6 +145,8 @@ def run_spec(config: dict, experiment: str, dataset: str, model: str, seed: int,
         "runtime": config.get("runtime", {}), "data_source": config.get("data", {}).get("source"),
         "data": {"cache": cache}, "tracking": tracking, "plugins": config.get("plugins", []),
         "paths": {"metrics": metrics, "checkpoints": checkpoints},
+        # the models this run's time is compared with in its experiment: they share a compile mode
+        "timed_with": [m for m in resolve_models(exp["models"], f"experiments.{experiment}.models") if m in timed],
     }
 
 

@@ -67,16 +67,17 @@ def load_measurements(folder: Path) -> list[Measurement]:
     return list(found.values())
 
 
-def training_loop(runtime: dict[str, Any], device_type: str, model: str) -> str:
-    """The throughput.py loop name a run of ``model`` uses on ``device_type`` under ``runtime``."""
+def training_loop(runtime: dict[str, Any], device_type: str, model: str, timed_with: list[str] | None = None) -> str:
+    """The throughput.py loop name a run of ``model`` uses on ``device_type`` under ``runtime``
+    (the trainer's own precision and compile resolution, :mod:`debench.train.runtime`)."""
     from debench.registry import model_info
+    from debench.train.runtime import continuous_depth, resolve_compile, resolve_precision
 
-    amp = runtime.get("amp", "auto")
-    amp = ("bf16" if device_type == "cuda" else "off") if amp == "auto" else amp
-    mode = runtime.get("compile", "auto")
-    if mode == "auto":
-        mode = "reduce-overhead" if device_type == "cuda" and model_info(model).compilable else False
-    mode = False if mode in (False, None) else ("default" if mode is True else str(mode))
+    info = model_info(model)
+    train = resolve_precision(runtime.get("amp", "auto"), device_type, continuous_depth(info),
+                              info.task == "classify")["train"]
+    amp = "bf16" if train == "bf16" else "off"
+    mode = resolve_compile(runtime.get("compile", "auto"), device_type, model, timed_with)
     return _LOOPS.get((amp, mode), f"{amp}+{mode}")
 
 
@@ -107,7 +108,7 @@ def plan(config: dict, measurements: list[Measurement]) -> list[dict[str, Any]]:
         per machine, ``hours`` (``None`` where that model was never measured there) and the
         ``source`` file of the throughput used.
     """
-    from debench.config import expand_runs
+    from debench.config import expand_runs, run_spec
 
     machines = sorted({(m.device, "cuda" if not m.device.startswith("CPU") else "cpu") for m in measurements})
     index = {(m.device, m.model, m.loop): m for m in measurements}
@@ -118,10 +119,12 @@ def plan(config: dict, measurements: list[Measurement]) -> list[dict[str, Any]]:
     rows = []
     for (exp, ds, model), n in groups.items():
         per_run = images_per_run(config, exp, ds, model)
+        timed_with = run_spec(config, exp, ds, model, 0, cache="", metrics="", checkpoints="",
+                              tracking={})["timed_with"]
         row: dict[str, Any] = {"experiment": exp, "dataset": ds, "model": model, "runs": n,
                                "images": None if per_run is None else per_run * n, "machines": {}}
         for device, kind in machines:
-            m = index.get((device, model, training_loop(config.get("runtime", {}), kind, model)))
+            m = index.get((device, model, training_loop(config.get("runtime", {}), kind, model, timed_with)))
             hours = None if m is None or per_run is None else per_run * n / m.img_s / 3600
             row["machines"][device] = {"hours": hours, "source": m.source if m else None,
                                        "loop": m.loop if m else None}

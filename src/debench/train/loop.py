@@ -62,7 +62,7 @@ def train(spec: dict[str, Any]) -> dict[str, Any]:
     kwargs = factory_kwargs(spec["model"], meta, spec.get("model_args", {}))
     model_args = merged_model_args(spec["model"], kwargs)
     runtime = resolve_runtime(spec.get("runtime", {}), spec["model"], adaptive=continuous_depth(info),
-                              classify=info.task == "classify")
+                              classify=info.task == "classify", timed_with=spec.get("timed_with"))
     head = record_head(spec, info, protocol.as_dict(), model_args,
                        model_meta(spec["model"], compiled=runtime["compile"]), runtime, meta)
     chash = head["config_hash"]

@@ -67,39 +67,44 @@ def resolve_precision(amp: str, device_type: str, adaptive: bool, classify: bool
             "nfe": p, "time": p}
 
 
-def resolve_compile(setting: Any, device_type: str, name: str) -> str | bool:
+def resolve_compile(setting: Any, device_type: str, name: str, timed_with: list[str] | None = None) -> str | bool:
     """The ``torch.compile`` mode of model ``name``, or ``False`` for eager.
 
-    ``auto`` compiles with CUDA graphs (``reduce-overhead``) on a GPU only models registered as
-    ``compilable`` whose constant-depth twins and stochastic-depth counterparts are compilable
-    too: a time saving is measured between two models run under the same mode (issue 13, point 5).
+    ``auto`` compiles with CUDA graphs (``reduce-overhead``) on a GPU the models registered as
+    ``compilable``, unless the run's experiment times this model against a model that cannot be
+    compiled (a stochastic-depth model and its constant-depth twin, ``timed_with``): a time saving
+    is measured between two models run under the same mode (issue 13, point 5). The same ResNet in
+    an experiment that times nothing against it keeps its CUDA graphs.
 
     Args:
         setting: ``runtime.compile``: ``auto``, ``false``/None, ``true`` or a torch.compile mode.
         device_type: ``cuda`` or ``cpu``.
         name: the registered model name.
+        timed_with: the other models of the run's experiment in ``name``'s time-comparison group
+            (:func:`debench.registry.time_comparison_group`; the run spec's ``timed_with``).
 
     Returns:
         ``False`` or a mode name (``True`` means ``"default"``).
     """
-    from debench.registry import model_info, time_comparison_group
+    from debench.registry import model_info
 
     if setting == "auto":
-        group = time_comparison_group(name)
-        ok = device_type == "cuda" and all(model_info(n).compilable for n in group)
+        ok = device_type == "cuda" and all(model_info(n).compilable for n in [name, *(timed_with or [])])
         setting = "reduce-overhead" if ok else False
     if setting in (False, None):
         return False
     return "default" if setting is True else str(setting)
 
 
-def resolve_runtime(r: dict[str, Any], name: str, adaptive: bool = False, classify: bool = True) -> dict[str, Any]:
+def resolve_runtime(r: dict[str, Any], name: str, adaptive: bool = False, classify: bool = True,
+                    timed_with: list[str] | None = None) -> dict[str, Any]:
     """Concrete device, threads, precision and layout from the config's ``runtime`` block.
 
     Args:
         r: the ``runtime`` block (``device``, ``threads``, ``channels_last``, ``amp``, ``compile``).
         name: the registered model name (compile mode and its twin).
         adaptive, classify: see :func:`resolve_precision`.
+        timed_with: see :func:`resolve_compile`.
 
     Returns:
         ``device``, ``device_type``, ``threads``, ``channels_last``, ``amp`` (``bf16``/``off``,
@@ -119,5 +124,5 @@ def resolve_runtime(r: dict[str, Any], name: str, adaptive: bool = False, classi
             "threads": int(r.get("threads") or torch.get_num_threads()),
             "channels_last": bool(r.get("channels_last", True)),
             "amp": "bf16" if precision["train"] == "bf16" else "off",
-            "compile": resolve_compile(r.get("compile", "auto"), device.type, name),
+            "compile": resolve_compile(r.get("compile", "auto"), device.type, name, timed_with),
             "precision": precision}
