@@ -53,7 +53,7 @@ def test_euler_maruyama_is_the_authors_step_rule():
     y0 = torch.randn(3, 16)
     torch.manual_seed(1)
     got = euler_maruyama(sde, y0, 0.1)
-    assert sde.nfe_drift == 11
+    assert sde.nfe_drift.total == 11
     torch.manual_seed(1)
     y, h = y0, 1 / 11
     for k in range(11):

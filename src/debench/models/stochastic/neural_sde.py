@@ -39,6 +39,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from debench.nfe import NFECounter
 from debench.registry import register_model
 
 LIU19 = ("Liu, Xiao, Si, Cao, Kumar, Hsieh. Neural SDE: Stabilizing Neural ODE Networks with "
@@ -101,17 +102,17 @@ class ConvSDE(nn.Module):
         if not sigma >= 0:
             raise ValueError(f"model arg 'sigma' must be >= 0, got {sigma!r}")
         self.drift, self.shape, self.noise, self.sigma = drift, shape, noise, float(sigma)
-        self.nfe_drift = self.nfe_diffusion = 0
+        self.nfe_drift, self.nfe_diffusion = NFECounter(), NFECounter()
 
     def _f(self, t, y):
-        self.nfe_drift += 1
+        self.nfe_drift.tick()
         return self.drift(t, y.view(-1, *self.shape)).flatten(1)
 
     def f(self, t, y):
         return self._f(t, y)
 
     def g(self, t, y):
-        self.nfe_diffusion += 1
+        self.nfe_diffusion.tick()
         if self.noise == "additive":
             return torch.full_like(y, self.sigma)
         if self.noise == "multiplicative":
@@ -121,7 +122,7 @@ class ConvSDE(nn.Module):
     def f_and_g(self, t, y):
         drift = self._f(t, y)
         if self.noise == "dropout":
-            self.nfe_diffusion += 1
+            self.nfe_diffusion.tick()
             return drift, self.sigma * drift
         return drift, self.g(t, y)
 
@@ -203,9 +204,7 @@ class NeuralSDEClassifier(nn.Module):
 
     def debench_stats(self) -> dict[str, float]:
         """Drift and diffusion evaluations since the last call (backprop re-evaluates nothing)."""
-        stats = {"nfe_forward": self.sde.nfe_drift, "nfe_diffusion": self.sde.nfe_diffusion}
-        self.sde.nfe_drift = self.sde.nfe_diffusion = 0
-        return stats
+        return {**self.sde.nfe_drift.pop(), "nfe_diffusion": self.sde.nfe_diffusion.pop()["nfe_forward"]}
 
     def extra_eval_metrics(self, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> dict[str, float]:
         """Test accuracy (%) under Gaussian input noise, keys ``acc_perturb_<sigma>``."""

@@ -23,6 +23,7 @@ from typing import Callable
 import torch
 
 from debench.models.stochastic.diffusion_sdes import DiffusionSDE, VPSDE, bcast
+from debench.nfe import NFECounter
 
 Score = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -102,10 +103,14 @@ def ancestral(sde: VPSDE, score: Score, x: torch.Tensor) -> torch.Tensor:
 class _Counted(torch.nn.Module):
     def __init__(self, fn):
         super().__init__()
-        self.fn, self.nfe = fn, 0
+        self.fn, self.counter = fn, NFECounter()
+
+    @property
+    def nfe(self) -> int:
+        return self.counter.total
 
     def forward(self, t, state):
-        self.nfe += 1
+        self.counter.tick()
         return self.fn(t, state)
 
 
