@@ -14,6 +14,7 @@ import re
 from typing import Any
 
 from debench.errors import ConfigError
+from debench.fit import fits_dataset, fits_table
 from debench.registry import import_plugins, list_models, model_info
 from debench.train.protocol import Protocol
 
@@ -61,6 +62,10 @@ def check_config(config: dict, locate=None) -> None:
             if ds not in DATASETS:
                 close = difflib.get_close_matches(ds, list(DATASETS), n=3)
                 fail(base + ["datasets"], f"unknown dataset {ds!r}" + (f"; did you mean {', '.join(close)}?" if close else ""))
+        origin = {}  # model -> the entry of `models` that brought it in
+        for pat in exp["models"]:
+            for m in resolve_models([pat], ".".join(base + ["models"])):
+                origin.setdefault(m, pat)
         for key in ("protocol_overrides", "model_args"):
             for m in exp.get(key, {}):
                 if m not in models:
@@ -72,11 +77,15 @@ def check_config(config: dict, locate=None) -> None:
                 key = str(exc).split(":")[0].split(".")[-1]
                 fail(base + ["protocol", key], str(exc).split(": ", 1)[1])
             _check_model_args(m, exp.get("model_args", {}).get(m, {}), base + ["model_args", m], fail)
-            info = model_info(m)
+            what = f"pattern {origin[m]!r} matches {m}" if origin[m] != m else f"model {m}"
+            misfit = fits_table(m, exp["table"])
+            if misfit:
+                fail(base + ["models"], f"{what}, {misfit}; list the models by name or narrow the pattern")
             for ds in exp["datasets"]:
-                kind = DATASETS[ds].kind
-                if info.task == "classify" and kind != "image":
-                    fail(base + ["datasets"], f"{m} classifies images but {ds} is not an image dataset")
+                misfit = fits_dataset(m, ds)
+                if misfit:
+                    fail(base + ["models"], f"{what}, {misfit} (experiments.{name}.datasets); "
+                         "list the models by name or narrow the pattern")
 
 
 _NAME = re.compile(r"^[A-Za-z0-9_]+$")
@@ -142,6 +151,34 @@ def run_spec(config: dict, experiment: str, dataset: str, model: str, seed: int,
         "data": {"cache": cache}, "tracking": tracking, "plugins": config.get("plugins", []),
         "paths": {"metrics": metrics, "checkpoints": checkpoints},
     }
+
+
+# Spec keys that decide a run's numbers or how its row is read. The train rule hands them to
+# Snakemake as a parameter of the wildcards alone, which Snakemake records with each output and
+# compares on every run (it skips parameters computed from input or output): editing any of them
+# reruns exactly the runs it changes. Paths, the tracking URI and plugins change no result.
+IDENTITY_KEYS = ("experiment", "preset", "table", "mode", "comparable", "model", "dataset", "seed",
+                 "protocol", "model_args", "runtime", "data_source")
+
+
+def run_identity(config: dict, experiment: str, dataset: str, model: str, seed: int) -> dict[str, Any]:
+    """What makes one run's result what it is: the spec's result keys and the data settings.
+
+    Args:
+        config: the validated workflow config.
+        experiment, dataset, model, seed: the run.
+
+    Returns:
+        A JSON-serializable dict; equal for two configs exactly when the run's result must be equal.
+    """
+    spec = run_spec(config, experiment, dataset, model, seed, cache="", metrics="", checkpoints="",
+                    tracking={})
+    identity = {k: spec[k] for k in IDENTITY_KEYS}
+    data = config.get("data", {})
+    source = data.get("source")
+    identity["data"] = {"source": source, "synthetic": data.get("synthetic") if source == "synthetic" else None,
+                        "npz_dir": data.get("npz_dir") if source == "npz" else None}
+    return identity
 
 
 def yaml_locator(path: str):

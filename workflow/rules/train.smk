@@ -18,8 +18,11 @@ rule track_init:
 
 rule train:
     input:
-        data=data_cache,
-        tracking=rules.track_init.output.ids,
+        # ancient: a rewritten cache or tracking file never reruns a finished run (a failing
+        # rerun would delete its metrics.json); data settings reach the rerun check through
+        # params.identity instead
+        data=lambda w: ancient(data_cache(w)),
+        tracking=ancient(rules.track_init.output.ids),
     output:
         metrics=f"{RESULTS}/runs/{{experiment}}/{{dataset}}/{{model}}/seed{{seed}}/metrics.json",
     log:
@@ -32,6 +35,7 @@ rule train:
     resources:
         gpu=0,
     params:
+        identity=train_identity,
         spec=train_spec,
         gpu_slots=gpu_slots,
     shell:
