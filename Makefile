@@ -37,7 +37,7 @@ mlflow-server: $(VENV)/.installed
 	debench mlflow-server --port $(MLFLOW_PORT) $(if $(MLFLOW_STORE),--backend-store-uri '$(MLFLOW_STORE)')
 
 clean-smoke:
-	rm -rf results/smoke resources/data/synthetic
+	rm -rf results/smoke resources/data/synthetic*
 
 # Rebuild every table, plot and the HTML report from the committed runs.csv alone (no training).
 report-published: $(VENV)/.installed

@@ -9,6 +9,8 @@ signature, and dataset/model compatibility. Every message names the key.
 from __future__ import annotations
 
 import difflib
+import hashlib
+import json
 import math
 import re
 from typing import Any
@@ -77,15 +79,17 @@ def check_config(config: dict, locate=None) -> None:
                 key = str(exc).split(":")[0].split(".")[-1]
                 fail(base + ["protocol", key], str(exc).split(": ", 1)[1])
             _check_model_args(m, exp.get("model_args", {}).get(m, {}), base + ["model_args", m], fail)
-            what = f"pattern {origin[m]!r} matches {m}" if origin[m] != m else f"model {m}"
+            # a pattern's catch is the pattern's fault; a named model's misfit is the datasets'
+            pat = origin[m] if origin[m] != m else None
+            who = f"pattern {pat!r} matches {m}, which" if pat else m
+            hint = "; narrow the pattern or list the models by name" if pat else ""
             misfit = fits_table(m, exp["table"])
             if misfit:
-                fail(base + ["models"], f"{what}, {misfit}; list the models by name or narrow the pattern")
+                fail(base + (["models"] if pat else ["table"]), f"{who} {misfit}{hint}")
             for ds in exp["datasets"]:
                 misfit = fits_dataset(m, ds)
                 if misfit:
-                    fail(base + ["models"], f"{what}, {misfit} (experiments.{name}.datasets); "
-                         "list the models by name or narrow the pattern")
+                    fail(base + (["models"] if pat else ["datasets"]), f"{who} {misfit}{hint}")
 
 
 _NAME = re.compile(r"^[A-Za-z0-9_]+$")
@@ -179,6 +183,28 @@ def run_identity(config: dict, experiment: str, dataset: str, model: str, seed: 
     identity["data"] = {"source": source, "synthetic": data.get("synthetic") if source == "synthetic" else None,
                         "npz_dir": data.get("npz_dir") if source == "npz" else None}
     return identity
+
+
+def data_dir(config: dict) -> str:
+    """The dataset cache folder: ``<cache_dir>/<source>``, plus a hash of the data settings.
+
+    Settings that change the cached arrays (the synthetic sizes and seed, the npz folder) are
+    part of the path, so a changed setting means a new cache and the runs that read it, while a
+    cache rewritten in place never reruns a finished run (the train rule marks it ``ancient``).
+
+    Args:
+        config: the validated workflow config.
+
+    Returns:
+        A relative or absolute folder, e.g. ``resources/data/synthetic-3f2a9c1e``.
+    """
+    data = config["data"]
+    source = data["source"]
+    settings = {"synthetic": data.get("synthetic"), "npz": data.get("npz_dir")}.get(source)
+    if not settings:
+        return f"{data['cache_dir']}/{source}"
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
+    return f"{data['cache_dir']}/{source}-{digest}"
 
 
 def yaml_locator(path: str):

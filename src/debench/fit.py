@@ -32,7 +32,8 @@ def fits_dataset(model: str, dataset: str) -> str | None:
         dataset: a name in :data:`debench.data.cache.DATASETS`.
 
     Returns:
-        None, or a phrase naming the mismatch (``"an MNIST model (name token 'mnist')"``).
+        None, or a verb phrase naming the mismatch (``"classifies images but ou_paths is not an
+        image dataset"``), to follow the model's name.
 
     Raises:
         KeyError: an unknown dataset; :class:`debench.registry.UnknownModelError` for the model.
@@ -43,17 +44,26 @@ def fits_dataset(model: str, dataset: str) -> str | None:
     tokens = model.split("_")
     for token, names in _TOKEN_DATASETS.items():
         if token in tokens and dataset not in names:
-            return f"a {token.upper()} model (name token {token!r}) but {dataset} is not {'/'.join(names)}"
+            return f"was built for {'/'.join(names)} (name token {token!r}), not {dataset}"
     if "toy" in tokens and not _toy(spec):
-        return f"a toy 2-D model (name token 'toy') but {dataset} is not a 2-D toy dataset"
+        return f"was built for 2-D toy data (name token 'toy'), not {dataset}"
     if info.task in ("classify", "generate") and "toy" not in tokens and spec.kind != "image":
-        return f"a {info.task} model for images but {dataset} is not an image dataset"
+        verb = "classifies" if info.task == "classify" else "generates"
+        return f"{verb} images but {dataset} is not an image dataset"
     if info.task == "timeseries" and (spec.kind != "array" or len(spec.shape) != 2):
-        return f"a time-series model but {dataset} is not a time-series dataset"
+        return f"models time series but {dataset} is not a time-series dataset"
     return None
 
 
 def fits_table(model: str, table: str) -> str | None:
-    """Why ``model`` does not belong in report table ``table`` (its task differs), or None."""
+    """Why ``model`` does not belong in report table ``table`` (its task differs), or None.
+
+    Args:
+        model: a registered model name.
+        table: a report table name.
+
+    Returns:
+        None, or a verb phrase naming the mismatch, to follow the model's name.
+    """
     want, task = TABLE_TASK.get(table, "classify"), model_info(model).task
-    return None if task == want else f"a {task} model but table {table!r} compares {want} models"
+    return None if task == want else f"has task {task!r} but table {table!r} compares {want!r} models"

@@ -7,6 +7,7 @@ from snakemake.utils import validate
 
 from debench.config import (
     check_config,
+    data_dir,
     expand_runs,
     run_identity,
     run_spec,
@@ -31,7 +32,7 @@ os.environ.update(
 
 PRESET = config["preset"]
 RESULTS = f"results/{PRESET}"
-DATA_DIR = f"{config['data']['cache_dir']}/{config['data']['source']}"
+DATA_DIR = data_dir(config)
 RUNS = expand_runs(config)
 # every survey table; one without runs in the preset is written as "not yet run"
 TABLES = list(TABLE_NAMES)

@@ -18,9 +18,9 @@ rule track_init:
 
 rule train:
     input:
-        # ancient: a rewritten cache or tracking file never reruns a finished run (a failing
-        # rerun would delete its metrics.json); data settings reach the rerun check through
-        # params.identity instead
+        # ancient: a cache or tracking file rewritten in place never reruns a finished run (a
+        # failing rerun would delete its metrics.json); changed data settings change the cache's
+        # path (debench.config.data_dir) and so rerun the runs that read it
         data=lambda w: ancient(data_cache(w)),
         tracking=ancient(rules.track_init.output.ids),
     output:
