@@ -1,4 +1,4 @@
-"""The ``debench`` command: train, prepare-data, models, track, mlflow-server, aggregate, report, bench."""
+"""The ``debench`` command: train, prepare-data, models, track, mlflow-server, aggregate, report, status."""
 
 from __future__ import annotations
 
@@ -154,6 +154,18 @@ def cmd_merge_runs(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_status(a: argparse.Namespace) -> int:
+    from debench.status import expected_runs, find_config, progress
+
+    preset, runs = expected_runs(find_config(a.config))
+    prog = progress(Path(a.results) / preset, runs, preset, stale_s=60 * a.stale_min)
+    print(prog.line())
+    for run in prog.failed if a.verbose else []:
+        print(f"failed: {'/'.join(map(str, run[:3]))}/seed{run[3]} (log: {Path(a.results) / preset / 'logs' / 'train'}"
+              f"/{'/'.join(map(str, run[:3]))}/seed{run[3]}.log)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     p = argparse.ArgumentParser(prog="debench", description=__doc__)
@@ -242,6 +254,14 @@ def main(argv: list[str] | None = None) -> int:
     mr.add_argument("--copy-artifacts", action="store_true",
                     help="copy the kept runs' model artifacts to runs/ beside --into (embedded by regenerate)")
     mr.set_defaults(func=cmd_merge_runs)
+
+    st = sub.add_parser("status", help="one line: runs done, running, failed and left, and the time left")
+    st.add_argument("config", help="the config file, or a preset name found in config/*.yaml")
+    st.add_argument("--results", default="results", help="folder holding results/<preset>/")
+    st.add_argument("--stale-min", type=float, default=30.0,
+                    help="minutes after which a job's quiet log without metrics.json counts as failed")
+    st.add_argument("-v", "--verbose", action="store_true", help="also list each failed run and its log")
+    st.set_defaults(func=cmd_status)
 
     a = p.parse_args(argv)
     from debench.data.cache import DatasetError

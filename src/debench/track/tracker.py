@@ -93,7 +93,7 @@ class MlflowTracker:
             return
         if self.experiment_id is None:
             self.experiment_id = self._call("experiment lookup", ensure_experiment, self.client,
-                                            self.experiment_name)
+                                            self.experiment_name, artifact_root(self.uri))
         run = self._call("create_run", self.client.create_run, self.experiment_id,
                          run_name=run_name, tags=tags)
         if run is None:
@@ -132,12 +132,29 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def ensure_experiment(client: Any, name: str) -> str:
+# MLflow 3's UI opens an experiment on the view its kind names; without the tag it guesses and
+# shows the GenAI overview (traces), hiding the runs table of a training benchmark.
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+
+
+def artifact_root(tracking_uri: str | None) -> str | None:
+    """Where a store's experiments keep artifacts: ``mlartifacts/`` beside a SQLite file, so that
+    deleting ``results/<preset>`` deletes them too; None (the server's choice) for other stores."""
+    if not tracking_uri or not tracking_uri.startswith("sqlite:///"):
+        return None
+    return (Path(tracking_uri[len("sqlite:///"):]).parent / "mlartifacts").resolve().as_uri()
+
+
+def ensure_experiment(client: Any, name: str, artifacts: str | None = None) -> str:
+    """The id of experiment ``name``, created (kind-tagged, artifacts under ``artifacts``) if new."""
     exp = client.get_experiment_by_name(name)
     if exp is not None:
+        if exp.tags.get(EXPERIMENT_KIND[0]) is None:  # created by an older debench
+            client.set_experiment_tag(exp.experiment_id, *EXPERIMENT_KIND)
         return exp.experiment_id
     try:
-        return client.create_experiment(name)
+        return client.create_experiment(name, artifact_location=f"{artifacts}/{name}" if artifacts else None,
+                                        tags=dict([EXPERIMENT_KIND]))
     except Exception:
         exp = client.get_experiment_by_name(name)  # created concurrently by another process
         if exp is None:
@@ -157,7 +174,7 @@ def init_store(tracking_uri: str, experiments: list[str]) -> dict[str, str]:
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=tracking_uri)
-    return {name: ensure_experiment(client, name) for name in experiments}
+    return {name: ensure_experiment(client, name, artifact_root(tracking_uri)) for name in experiments}
 
 
 def make_tracker(tracking: dict[str, Any], experiment: str) -> NullTracker | MlflowTracker:
