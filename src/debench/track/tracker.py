@@ -93,7 +93,7 @@ class MlflowTracker:
             return
         if self.experiment_id is None:
             self.experiment_id = self._call("experiment lookup", ensure_experiment, self.client,
-                                            self.experiment_name, artifact_root(self.uri))
+                                            self.experiment_name)
         run = self._call("create_run", self.client.create_run, self.experiment_id,
                          run_name=run_name, tags=tags)
         if run is None:
@@ -132,8 +132,8 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-# MLflow 3's UI opens an experiment on the view its kind names; without the tag it guesses and
-# shows the GenAI overview (traces), hiding the runs table of a training benchmark.
+# MLflow 3's mark of a model-training (not GenAI) experiment, read by its UI when choosing an
+# experiment's view (MLflow 3.17's global GenAI/training switch overrides it: README, "MLflow").
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 
 
@@ -145,8 +145,9 @@ def artifact_root(tracking_uri: str | None) -> str | None:
     return (Path(tracking_uri[len("sqlite:///"):]).parent / "mlartifacts").resolve().as_uri()
 
 
-def ensure_experiment(client: Any, name: str, artifacts: str | None = None) -> str:
-    """The id of experiment ``name``, created (kind-tagged, artifacts under ``artifacts``) if new."""
+def ensure_experiment(client: Any, name: str) -> str:
+    """The id of experiment ``name``, created if new: kind-tagged, artifacts beside a SQLite store."""
+    artifacts = artifact_root(getattr(client, "tracking_uri", None))
     exp = client.get_experiment_by_name(name)
     if exp is not None:
         if exp.tags.get(EXPERIMENT_KIND[0]) is None:  # created by an older debench
@@ -174,7 +175,7 @@ def init_store(tracking_uri: str, experiments: list[str]) -> dict[str, str]:
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=tracking_uri)
-    return {name: ensure_experiment(client, name, artifact_root(tracking_uri)) for name in experiments}
+    return {name: ensure_experiment(client, name) for name in experiments}
 
 
 def make_tracker(tracking: dict[str, Any], experiment: str) -> NullTracker | MlflowTracker:
