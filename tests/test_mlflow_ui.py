@@ -44,6 +44,18 @@ def test_artifacts_stay_beside_the_sqlite_store(tmp_path, monkeypatch):
     assert not (tmp_path / "mlruns").exists() and not (tmp_path / "mlartifacts").exists()
 
 
+def test_an_experiment_created_by_sync_also_keeps_artifacts_beside_the_store(tmp_path, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    from debench.track.tracker import ensure_experiment
+
+    monkeypatch.chdir(tmp_path)
+    uri, _, results = tracked_run(tmp_path)
+    client = MlflowClient(uri)
+    exp = client.get_experiment(ensure_experiment(client, "synced"))  # what `debench track sync` calls
+    assert exp.artifact_location == (results / "mlartifacts" / "synced").resolve().as_uri()
+
+
 def test_experiments_are_marked_as_model_training(tmp_path, monkeypatch):
     from mlflow.tracking import MlflowClient
 
