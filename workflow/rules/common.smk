@@ -64,7 +64,8 @@ def all_metrics():
 
 
 def data_cache(wildcards):
-    return f"{DATA_DIR}/{wildcards.dataset}.npz"
+    """The run's dataset cache, ancient: rewriting it in place never reruns a finished run."""
+    return ancient(f"{DATA_DIR}/{wildcards.dataset}.npz")
 
 
 def data_options():

@@ -21,7 +21,7 @@ rule train:
         # ancient: a cache or tracking file rewritten in place never reruns a finished run (a
         # failing rerun would delete its metrics.json); changed data settings change the cache's
         # path (debench.config.data_dir) and so rerun the runs that read it
-        data=lambda w: ancient(data_cache(w)),
+        data=data_cache,
         tracking=ancient(rules.track_init.output.ids),
     output:
         metrics=f"{RESULTS}/runs/{{experiment}}/{{dataset}}/{{model}}/seed{{seed}}/metrics.json",
