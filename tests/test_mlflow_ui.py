@@ -37,6 +37,7 @@ def tracked_run(tmp: Path) -> tuple[str, str, Path]:
     return uri, exp_id, results
 
 
+@pytest.mark.slow  # an SQLite store's schema migration: 5-9 s on the shared 2-core machine
 def test_artifacts_stay_beside_the_sqlite_store(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     _, _, results = tracked_run(tmp_path)
@@ -44,6 +45,7 @@ def test_artifacts_stay_beside_the_sqlite_store(tmp_path, monkeypatch):
     assert not (tmp_path / "mlruns").exists() and not (tmp_path / "mlartifacts").exists()
 
 
+@pytest.mark.slow  # an SQLite store's schema migration: 5-9 s on the shared 2-core machine
 def test_an_experiment_created_by_sync_also_keeps_artifacts_beside_the_store(tmp_path, monkeypatch):
     from mlflow.tracking import MlflowClient
 
@@ -56,6 +58,7 @@ def test_an_experiment_created_by_sync_also_keeps_artifacts_beside_the_store(tmp
     assert exp.artifact_location == (results / "mlartifacts" / "synced").resolve().as_uri()
 
 
+@pytest.mark.slow  # an SQLite store's schema migration: 5-9 s on the shared 2-core machine
 def test_experiments_are_marked_as_model_training(tmp_path, monkeypatch):
     from mlflow.tracking import MlflowClient
 
