@@ -27,8 +27,13 @@ lint: $(VENV)/.installed
 survey-dry-run: $(VENV)/.installed
 	snakemake -n --cores 1
 
+# MLflow 3.17's UI opens on its GenAI view unless the link says workflowType=machine_learning
+# (debench's experiments are also tagged mlflow.experimentKind=custom_model_development).
+MLFLOW_UI_STORE = $(abspath results/$(or $(PRESET),smoke))
 mlflow-ui: $(VENV)/.installed
-	mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///$(abspath results/$(or $(PRESET),smoke))/mlflow.db
+	@echo "open http://127.0.0.1:5000/#/experiments?workflowType=machine_learning"
+	mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///$(MLFLOW_UI_STORE)/mlflow.db \
+	    --artifacts-destination $(MLFLOW_UI_STORE)/mlartifacts
 
 # a shared tracking server for parallel or cluster jobs (README, "Run on a cluster"); jobs use
 # MLFLOW_TRACKING_URI=http://<host>:$(MLFLOW_PORT). MLFLOW_STORE: any SQLAlchemy URI (default SQLite).
@@ -37,7 +42,7 @@ mlflow-server: $(VENV)/.installed
 	debench mlflow-server --port $(MLFLOW_PORT) $(if $(MLFLOW_STORE),--backend-store-uri '$(MLFLOW_STORE)')
 
 clean-smoke:
-	rm -rf results/smoke resources/data/synthetic
+	rm -rf results/smoke resources/data/synthetic*
 
 # Rebuild every table, plot and the HTML report from the committed runs.csv alone (no training).
 report-published: $(VENV)/.installed

@@ -1,4 +1,4 @@
-"""The ``debench`` command: train, prepare-data, models, track, mlflow-server, aggregate, report, bench."""
+"""The ``debench`` command: train, prepare-data, models, track, mlflow-server, aggregate, report, status."""
 
 from __future__ import annotations
 
@@ -199,6 +199,18 @@ def _user_errors(cmd: str) -> tuple[type[Exception], ...]:
     return (ConfigError, DatasetError, UnknownModelError, ReportInputError)
 
 
+def cmd_status(a: argparse.Namespace) -> int:
+    from debench.status import expected_runs, find_config, progress
+
+    preset, runs = expected_runs(find_config(a.config))
+    prog = progress(Path(a.results) / preset, runs, preset, stale_s=60 * a.stale_min)
+    print(prog.line())
+    for run in prog.failed if a.verbose else []:
+        print(f"failed: {'/'.join(map(str, run[:3]))}/seed{run[3]} (log: {Path(a.results) / preset / 'logs' / 'train'}"
+              f"/{'/'.join(map(str, run[:3]))}/seed{run[3]}.log)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     p = argparse.ArgumentParser(prog="debench", description=__doc__)
@@ -303,6 +315,14 @@ def main(argv: list[str] | None = None) -> int:
     pl.add_argument("--measurements", default="docs/measurements",
                     help="folder of throughput JSON files (benchmarks/throughput.py --out)")
     pl.set_defaults(func=cmd_plan)
+
+    st = sub.add_parser("status", help="one line: runs done, running, failed and left, and the time left")
+    st.add_argument("config", help="the config file, or a preset name found in config/*.yaml")
+    st.add_argument("--results", default="results", help="folder holding results/<preset>/")
+    st.add_argument("--stale-min", type=float, default=30.0,
+                    help="minutes after which a job's quiet log without metrics.json counts as failed")
+    st.add_argument("-v", "--verbose", action="store_true", help="also list each failed run and its log")
+    st.set_defaults(func=cmd_status)
 
     a = p.parse_args(argv)
     try:

@@ -9,12 +9,15 @@ signature, and dataset/model compatibility. Every message names the key.
 from __future__ import annotations
 
 import difflib
+import hashlib
+import json
 import math
 import re
 from pathlib import Path
 from typing import Any
 
 from debench.errors import ConfigError
+from debench.fit import fits_dataset, fits_table
 from debench.registry import import_plugins, list_models, model_info
 from debench.train.protocol import Protocol
 
@@ -62,6 +65,10 @@ def check_config(config: dict, locate=None) -> None:
             if ds not in DATASETS:
                 close = difflib.get_close_matches(ds, list(DATASETS), n=3)
                 fail(base + ["datasets"], f"unknown dataset {ds!r}" + (f"; did you mean {', '.join(close)}?" if close else ""))
+        origin = {}  # model -> the entry of `models` that brought it in
+        for pat in exp["models"]:
+            for m in resolve_models([pat], ".".join(base + ["models"])):
+                origin.setdefault(m, pat)
         for key in ("protocol_overrides", "model_args"):
             for m in exp.get(key, {}):
                 if m not in models:
@@ -73,11 +80,17 @@ def check_config(config: dict, locate=None) -> None:
                 key = str(exc).split(":")[0].split(".")[-1]
                 fail(base + ["protocol", key], str(exc).split(": ", 1)[1])
             _check_model_args(m, exp.get("model_args", {}).get(m, {}), base + ["model_args", m], fail)
-            info = model_info(m)
+            # a pattern's catch is the pattern's fault; a named model's misfit is the datasets'
+            pat = origin[m] if origin[m] != m else None
+            who = f"pattern {pat!r} matches {m}, which" if pat else m
+            hint = "; narrow the pattern or list the models by name" if pat else ""
+            misfit = fits_table(m, exp["table"])
+            if misfit:
+                fail(base + (["models"] if pat else ["table"]), f"{who} {misfit}{hint}")
             for ds in exp["datasets"]:
-                kind = DATASETS[ds].kind
-                if info.task == "classify" and kind != "image":
-                    fail(base + ["datasets"], f"{m} classifies images but {ds} is not an image dataset")
+                misfit = fits_dataset(m, ds)
+                if misfit:
+                    fail(base + (["models"] if pat else ["datasets"]), f"{who} {misfit}{hint}")
 
 
 _NAME = re.compile(r"^[A-Za-z0-9_]+$")
@@ -182,6 +195,54 @@ def load_config(path: Path) -> dict:
         raise ConfigError(f"{path}: {where}: {exc.message}") from None
     check_config(config, locate=yaml_locator(str(path)))
     return config
+# Spec keys that decide a run's numbers or how its row is read. The train rule hands them to
+# Snakemake as a parameter of the wildcards alone, which Snakemake records with each output and
+# compares on every run (it skips parameters computed from input or output): editing any of them
+# reruns exactly the runs it changes. Paths, the tracking URI and plugins change no result.
+IDENTITY_KEYS = ("experiment", "preset", "table", "mode", "comparable", "model", "dataset", "seed",
+                 "protocol", "model_args", "runtime", "data_source", "timed_with")
+
+
+def run_identity(config: dict, experiment: str, dataset: str, model: str, seed: int) -> dict[str, Any]:
+    """What makes one run's result what it is: the spec's result keys and the data settings.
+
+    Args:
+        config: the validated workflow config.
+        experiment, dataset, model, seed: the run.
+
+    Returns:
+        A JSON-serializable dict; equal for two configs exactly when the run's result must be equal.
+    """
+    spec = run_spec(config, experiment, dataset, model, seed, cache="", metrics="", checkpoints="",
+                    tracking={})
+    identity = {k: spec[k] for k in IDENTITY_KEYS}
+    data = config.get("data", {})
+    source = data.get("source")
+    identity["data"] = {"source": source, "synthetic": data.get("synthetic") if source == "synthetic" else None,
+                        "npz_dir": data.get("npz_dir") if source == "npz" else None}
+    return identity
+
+
+def data_dir(config: dict) -> str:
+    """The dataset cache folder: ``<cache_dir>/<source>``, plus a hash of the data settings.
+
+    Settings that change the cached arrays (the synthetic sizes and seed, the npz folder) are
+    part of the path, so a changed setting means a new cache and the runs that read it, while a
+    cache rewritten in place never reruns a finished run (the train rule marks it ``ancient``).
+
+    Args:
+        config: the validated workflow config.
+
+    Returns:
+        A relative or absolute folder, e.g. ``resources/data/synthetic-3f2a9c1e``.
+    """
+    data = config["data"]
+    source = data["source"]
+    settings = {"synthetic": data.get("synthetic"), "npz": data.get("npz_dir")}.get(source)
+    if not settings:
+        return f"{data['cache_dir']}/{source}"
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
+    return f"{data['cache_dir']}/{source}-{digest}"
 
 
 def yaml_locator(path: str):

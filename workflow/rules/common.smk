@@ -1,10 +1,18 @@
 import json
 import os
+import sys
 from pathlib import Path
 
 from snakemake.utils import validate
 
-from debench.config import check_config, expand_runs, run_spec, yaml_locator
+from debench.config import (
+    check_config,
+    data_dir,
+    expand_runs,
+    run_identity,
+    run_spec,
+    yaml_locator,
+)
 from debench.report.plots import PLOTS
 from debench.report.tables import TABLE_NAMES, TABLE_SPECS
 from debench.track.tracker import default_tracking_uri
@@ -15,9 +23,16 @@ check_config(
     locate=yaml_locator(workflow.configfiles[-1]) if workflow.configfiles else None,
 )
 
+# The rules call `debench`: the one installed beside the interpreter running Snakemake comes
+# first, so `.venv/bin/snakemake` works without activating the venv (jobs inherit this PATH;
+# under --sdm conda the activated environment's own bin still goes in front).
+os.environ.update(
+    PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+)
+
 PRESET = config["preset"]
 RESULTS = f"results/{PRESET}"
-DATA_DIR = f"{config['data']['cache_dir']}/{config['data']['source']}"
+DATA_DIR = data_dir(config)
 RUNS = expand_runs(config)
 # every survey table; one without runs in the preset is written as "not yet run"
 TABLES = list(TABLE_NAMES)
@@ -49,7 +64,8 @@ def all_metrics():
 
 
 def data_cache(wildcards):
-    return f"{DATA_DIR}/{wildcards.dataset}.npz"
+    """The run's dataset cache, ancient: rewriting it in place never reruns a finished run."""
+    return ancient(f"{DATA_DIR}/{wildcards.dataset}.npz")
 
 
 def data_options():
@@ -73,6 +89,23 @@ def train_spec(wildcards, input, output):
         tracking={"enabled": config["mlflow"]["enabled"], "uri": tracking_uri()},
     )
     return json.dumps(spec, sort_keys=True)
+
+
+def train_identity(wildcards):
+    """The run's result-deciding settings as JSON (debench.config.run_identity).
+
+    A function of the wildcards alone, so Snakemake records it with metrics.json and reruns
+    the job when it changes; the full spec is computed from input and output, which Snakemake
+    leaves out of that check.
+    """
+    identity = run_identity(
+        config,
+        wildcards.experiment,
+        wildcards.dataset,
+        wildcards.model,
+        int(wildcards.seed),
+    )
+    return json.dumps(identity, sort_keys=True)
 
 
 def gpu_slots(wildcards, resources):

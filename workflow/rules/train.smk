@@ -18,8 +18,11 @@ rule track_init:
 
 rule train:
     input:
+        # ancient: a cache or tracking file rewritten in place never reruns a finished run (a
+        # failing rerun would delete its metrics.json); changed data settings change the cache's
+        # path (debench.config.data_dir) and so rerun the runs that read it
         data=data_cache,
-        tracking=rules.track_init.output.ids,
+        tracking=ancient(rules.track_init.output.ids),
     output:
         metrics=f"{RESULTS}/runs/{{experiment}}/{{dataset}}/{{model}}/seed{{seed}}/metrics.json",
     log:
@@ -32,6 +35,7 @@ rule train:
     resources:
         gpu=0,
     params:
+        identity=train_identity,
         spec=train_spec,
         gpu_slots=gpu_slots,
     shell:

@@ -149,12 +149,30 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
+# MLflow 3's mark of a model-training (not GenAI) experiment, read by its UI when choosing an
+# experiment's view (MLflow 3.17's global GenAI/training switch overrides it: README, "MLflow").
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+
+
+def artifact_root(tracking_uri: str | None) -> str | None:
+    """Where a store's experiments keep artifacts: ``mlartifacts/`` beside a SQLite file, so that
+    deleting ``results/<preset>`` deletes them too; None (the server's choice) for other stores."""
+    if not tracking_uri or not tracking_uri.startswith("sqlite:///"):
+        return None
+    return (Path(tracking_uri[len("sqlite:///"):]).parent / "mlartifacts").resolve().as_uri()
+
+
 def ensure_experiment(client: Any, name: str) -> str:
+    """The id of experiment ``name``, created if new: kind-tagged, artifacts beside a SQLite store."""
+    artifacts = artifact_root(getattr(client, "tracking_uri", None))
     exp = client.get_experiment_by_name(name)
     if exp is not None:
+        if exp.tags.get(EXPERIMENT_KIND[0]) is None:  # created by an older debench
+            client.set_experiment_tag(exp.experiment_id, *EXPERIMENT_KIND)
         return exp.experiment_id
     try:
-        return client.create_experiment(name)
+        return client.create_experiment(name, artifact_location=f"{artifacts}/{name}" if artifacts else None,
+                                        tags=dict([EXPERIMENT_KIND]))
     except Exception:
         exp = client.get_experiment_by_name(name)  # created concurrently by another process
         if exp is None:

@@ -1,0 +1,78 @@
+"""``debench status``: one line of progress from the run records (issue 18.6)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+import yaml
+
+from debench.cli import main
+from debench.errors import ConfigError
+from debench.status import find_config, progress
+
+CONFIG = {
+    "preset": "p", "seeds": [0, 1, 2, 3],
+    "experiments": {"disc": {"table": "discrete", "datasets": ["cifar10"], "models": ["resnet20", "resnet32"],
+                             "protocol": {"epochs": 1}}},
+}
+
+
+def record(results, model, seed, status="ok", bench_s=None, **extra):
+    run = results / "runs" / "disc" / "cifar10" / model / f"seed{seed}"
+    run.mkdir(parents=True)
+    (run / "metrics.json").write_text(json.dumps({"status": status, **extra}))
+    if bench_s is not None:
+        bench = results / "benchmarks" / "train" / "disc" / "cifar10" / model / f"seed{seed}.tsv"
+        bench.parent.mkdir(parents=True, exist_ok=True)
+        bench.write_text(f"s\th:m:s\tmax_rss\n{bench_s}\t0:00:00\t1.0\n")
+
+
+def job_log(results, model, seed, age_s):
+    log = results / "logs" / "train" / "disc" / "cifar10" / model / f"seed{seed}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("epoch 1\n")
+    os.utime(log, (time.time() - age_s,) * 2)
+
+
+@pytest.fixture
+def survey(tmp_path):
+    cfg = tmp_path / "p.yaml"
+    cfg.write_text(yaml.safe_dump(CONFIG))
+    results = tmp_path / "results" / "p"
+    record(results, "resnet20", 0, bench_s=100)
+    record(results, "resnet20", 1, bench_s=200)
+    job_log(results, "resnet20", 2, age_s=60)             # running
+    record(results, "resnet32", 0, train_time_s=600.0)     # no benchmark file: the record's time
+    record(results, "resnet32", 1, status="nan_loss")      # failed record
+    job_log(results, "resnet32", 2, age_s=7200)            # a job that died without a record
+    return cfg, tmp_path / "results"
+
+
+def test_status_counts_runs_and_estimates_time_left_per_model(survey):
+    cfg, results = survey
+    runs = [("disc", "cifar10", m, s) for m in ("resnet20", "resnet32") for s in range(4)]
+    prog = progress(results / "p", runs, "p")
+    assert (len(prog.done), len(prog.running), len(prog.failed), len(prog.left)) == (3, 1, 2, 2)
+    assert ("disc", "cifar10", "resnet32", 2) in prog.failed
+    # left: resnet20 s3 (mean 150 s) + resnet32 s3 (600 s); running: half of resnet20's 150 s; one job at a time
+    assert prog.eta_s == pytest.approx(150 + 600 + 75)
+    assert prog.line() == ("p: 3/8 done, 1 running, 2 failed, 2 left; about 14 min left "
+                           "(mean of 3 finished runs, 1 at a time)")
+
+
+def test_status_command_prints_the_line_and_lists_failures(survey, capsys):
+    cfg, results = survey
+    assert main(["status", str(cfg), "--results", str(results), "-v"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("p: 3/8 done, 1 running, 2 failed, 2 left; about 14 min")
+    assert sum(line.startswith("failed: disc/cifar10/resnet32/seed") for line in out) == 2
+
+
+def test_status_finds_a_preset_by_name_and_names_the_known_ones(survey):
+    cfg, _ = survey
+    assert find_config("p", cfg.parent) == cfg
+    with pytest.raises(ConfigError, match=r"no preset 'q'.*presets there: p"):
+        find_config("q", cfg.parent)
