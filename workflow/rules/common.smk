@@ -72,6 +72,7 @@ def train_spec(wildcards, input, output):
         checkpoints=f"{RESULTS}/checkpoints/{wildcards.experiment}/{wildcards.dataset}/{wildcards.model}/seed{wildcards.seed}",
         tracking={"enabled": config["mlflow"]["enabled"], "uri": tracking_uri()},
     )
+    spec["kind"] = config["experiments"][wildcards.experiment].get("kind", "train")
     return json.dumps(spec, sort_keys=True)
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from debench.report.measurements import write_measurement_table
 from debench.report.published import load_published, match, time_saving_pct
 from debench.report.render import write_table
 from debench.report.runs import adjoint_flag, read_run_dirs, write_runs_csv
@@ -144,7 +145,8 @@ def aggregate_rows(runs: pd.DataFrame, published_csv: Path, out_dir: Path, toler
     published = load_published(published_csv)
     out_dir = Path(out_dir)
     write_runs_csv(runs, out_dir / "runs.csv")
-    summary = summarize(runs, published, tolerances or {}) if not runs.empty else pd.DataFrame()
+    summary = summarize(write_measurement_table(runs, published, out_dir, tolerances), published,
+                        tolerances or {}) if not runs.empty else pd.DataFrame()
     incomplete = []
     if expected is not None:
         have = set() if runs.empty else set(zip(runs.experiment, runs.dataset, runs.model, runs.seed.astype(int)))
