@@ -152,3 +152,18 @@ def test_aggregate_puts_measurements_in_their_own_table_and_keeps_them_in_runs_c
     assert list(table["model"]) == ["resnet44"] and table["verdict"].iloc[0] == "reproduced"
     assert set(pd.read_csv(tmp_path / "runs.csv")["model"]) == {"resnet20", "resnet44"}
     assert "| params_m |" in (tmp_path / "tables" / "measurements.md").read_text()
+
+
+@pytest.mark.parametrize("name", ["measure.yaml", "cpu_real.yaml"])
+def test_measurement_presets_pass_the_schema_and_the_config_check(name):
+    import yaml
+    from snakemake.utils import validate
+
+    from debench.config import check_config, expand_runs
+
+    cfg = yaml.safe_load((ROOT / "config" / name).read_text())
+    validate(cfg, schema=str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
+    check_config(cfg)
+    assert cfg["data"] == {**cfg["data"], "source": "npz", "npz_dir": "../shared/data"}
+    kinds = {exp.get("kind", "train") for exp in cfg["experiments"].values()}
+    assert kinds == ({"measure"} if name == "measure.yaml" else {"train"}) and expand_runs(cfg)
