@@ -12,6 +12,13 @@ params column; the other 1.6% MLP on that page (800 HU, cross-entropy, Simard et
 * ``mlp300_mnist``: the same network without deskewing (LeCun et al. 1998 report 4.7% for it,
   trained with a mean-squared-error loss; no row of the published CSV holds that number).
 
+``preact_resnet164``: the bottleneck ResNet-164 that MemCNN's README compares with RevNet-164 in
+activation memory (silvandeleemput/memcnn, ``memcnn/models/resnet.py`` and
+``memcnn/config/experiments.json``): a 3x3 stem of 16 channels, three stages of 18 pre-activation
+bottleneck units (widths 16, 32, 64, expanded 4x; strides 1, 2, 2), the first unit of a stage
+projecting its shortcut by a 1x1 convolution and batch norm, the very first unit without its
+leading BN-ReLU, then BN-ReLU, global average pooling and a linear head (1.70M parameters).
+
 Deskewing (LeCun et al. 1998, "deslanting"): the image is sheared horizontally so that its
 principal axis, from the second moments of the pixel intensities, is vertical. It is computed
 inside the model, on the image the trainer hands over (normalized by the train mean and std), as
@@ -28,6 +35,7 @@ import torch.nn.functional as F
 from debench.registry import register_model
 
 CHEN18 = "Chen, Rubanova, Bettencourt, Duvenaud. Neural Ordinary Differential Equations. NeurIPS 2018"
+MEMCNN = "van de Leemput et al. MemCNN (ResNet-164 baseline of its RevNet comparison), 2019"
 LECUN98 = "LeCun, Bottou, Bengio, Haffner. Gradient-based learning applied to document recognition. 1998"
 
 
@@ -107,3 +115,37 @@ def mlp300_mnist(num_classes: int = 10, in_channels: int = 1, image_size: int = 
                  hidden: int = 300) -> nn.Module:
     """The same MLP without deskewing (no published row: like-for-like ablation)."""
     return MLP(in_channels * image_size**2, hidden, num_classes, deskew_input=False)
+
+
+class Bottleneck(nn.Module):
+    """Pre-activation bottleneck unit: [BN-ReLU] 1x1, BN-ReLU 3x3 (stride), BN-ReLU 1x1 (4x wide)."""
+
+    def __init__(self, cin: int, width: int, stride: int, preact: bool):
+        super().__init__()
+        cout = 4 * width
+        self.pre = nn.Sequential(nn.BatchNorm2d(cin), nn.ReLU(inplace=True)) if preact else nn.Identity()
+        self.body = nn.Sequential(
+            nn.Conv2d(cin, width, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
+            nn.Conv2d(width, width, 3, stride, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
+            nn.Conv2d(width, cout, 1, bias=False))
+        self.shortcut = nn.Identity() if stride == 1 and cin == cout else nn.Sequential(
+            nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(self.pre(x)) + self.shortcut(x)
+
+
+@register_model("preact_resnet164", family="discrete", paper=MEMCNN, scheme="forward Euler (bottleneck units)",
+                evals_per_forward=54,
+                reference=[{"table_id": "MEMCNN_REPRO", "model": "ResNet", "depth": "164", "variant": "memcnn PyTorch"}])
+def preact_resnet164(num_classes: int = 10, in_channels: int = 3) -> nn.Module:
+    """MemCNN's ResNet-164: 3 stages x 18 pre-activation bottleneck units (see the module docstring)."""
+    layers: list[nn.Module] = [nn.Conv2d(in_channels, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU(inplace=True)]
+    cin = 16
+    for stage, (width, stride) in enumerate(((16, 1), (32, 2), (64, 2))):
+        for unit in range(18):
+            layers.append(Bottleneck(cin, width, stride if unit == 0 else 1, preact=stage > 0 or unit > 0))
+            cin = 4 * width
+    layers += [nn.BatchNorm2d(cin), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+               nn.Linear(cin, num_classes)]
+    return nn.Sequential(*layers)

@@ -27,11 +27,11 @@ DEFAULT_TOLERANCES = {"params_m": "2%", "activation_memory_mb": "10%", "activati
 # MemCNN's README table states no batch; its experiment configs train at batch 100 (CSV notes).
 PUBLISHED_BATCH = {"MEMCNN_REPRO": 100}
 # Published memory rows of models whose registered reference is another table (He et al.).
-MEMORY_REFERENCES = {f"resnet{d}": {"table_id": "MEMCNN_REPRO", "model": "ResNet", "depth": str(d)}
-                     for d in (32, 110, 164)} | {
+MEMORY_REFERENCES = {name: {"table_id": "MEMCNN_REPRO", "model": "ResNet", "depth": str(d)}
+                     for name, d in (("resnet32", 32), ("resnet110", 110), ("preact_resnet164", 164))} | {
                      f"revnet{d}": {"table_id": "MEMCNN_REPRO", "model": "RevNet", "depth": str(d)}
                      for d in (38, 110, 164)}
-MEMORY_PAIRS = (("revnet38", "resnet32"), ("revnet110", "resnet110"), ("revnet164", "resnet164"))
+MEMORY_PAIRS = (("revnet38", "resnet32"), ("revnet110", "resnet110"), ("revnet164", "preact_resnet164"))
 COLUMNS = ["quantity", "ratio", "experiment", "model", "against", "dataset", "n", "measured", "published", "tolerance",
            "relative_difference", "verdict", "batch_size", "published_row", "source_url"]
 
