@@ -152,6 +152,10 @@ def test_aggregate_puts_measurements_in_their_own_table_and_keeps_them_in_runs_c
     assert list(table["model"]) == ["resnet44"] and table["verdict"].iloc[0] == "reproduced"
     assert set(pd.read_csv(tmp_path / "runs.csv")["model"]) == {"resnet20", "resnet44"}
     assert "| params_m |" in (tmp_path / "tables" / "measurements.md").read_text()
+    from debench.report.runs import read_runs_csv
+
+    aggregate_rows(read_runs_csv(tmp_path / "runs.csv"), PUBLISHED, tmp_path / "again")  # the regenerate path
+    assert (tmp_path / "again/tables/measurements.csv").read_text() == (tmp_path / "tables/measurements.csv").read_text()
 
 
 @pytest.mark.parametrize("name", ["measure.yaml", "cpu_real.yaml"])
