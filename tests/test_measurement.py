@@ -181,3 +181,12 @@ def test_memcnn_resnet164_is_the_bottleneck_net_of_the_memory_table():
     ratio = t[t["quantity"] == "activation_memory_ratio"].iloc[0]
     assert (ratio["model"], ratio["against"]) == ("revnet164", "preact_resnet164")
     assert ratio["published"] == pytest.approx(432.7 / 2452.8) and ratio["measured"] == pytest.approx(0.2)
+
+
+def test_report_builds_when_the_runs_are_only_measurements(tmp_path):
+    from debench.report.aggregate import aggregate_rows
+    from debench.report.html import build_report
+
+    aggregate_rows(pd.DataFrame([_row("resnet44", params_m=0.6586, task="classify", params=658586)]), PUBLISHED, tmp_path)
+    build_report(tmp_path, tmp_path / "report")  # the plots used to fail on params_m without accuracy
+    assert (tmp_path / "report" / "report.html").is_file()
