@@ -19,7 +19,11 @@
 #   each call returns $OUT/gpu_runs.tar.gz (the run folders so far) and $OUT/gpu_reproduce.log;
 #   here:    mkdir -p results/gpu_reproduce && tar xzf <files_at>/gpu_runs.tar.gz -C results/gpu_reproduce
 #            debench merge-runs results/gpu_reproduce/runs --into results/published/runs.csv
-# Budget: not measured on a GPU yet (no device was lent to the task that wrote this script).
+# Budget: not measured on a GPU yet (no device was lent to the task that wrote this script). An
+# estimate from docs/performance.md (ResNet-20, bf16 + CUDA graphs, 32,307 img/s on an H100): 64k
+# steps x 128 images = 8.2M images, about 4.2 min per seed alone; three seeds share the GPU, so
+# expect one or two 560 s training calls after the three data calls. The tracked tree must stay
+# under ~9 MiB for a 54.4 MiB part to fit the 64 MiB a call carries.
 #
 # Environment: ITERATIONS (default: the config's 64000; anything else marks the runs not
 # comparable), SEEDS ("0 1 2"), DEVICE (auto), BUDGET_S (wall seconds for the training step of
