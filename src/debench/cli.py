@@ -29,7 +29,10 @@ def _hold_gpu_slot(spec: dict, mode: str, lock_dir: str | None):
 def cmd_train(a: argparse.Namespace) -> int:
     spec = _spec(a.spec)
     slot = _hold_gpu_slot(spec, a.gpu_slots, a.gpu_lock_dir)  # held until this process exits
-    from debench.train.loop import train
+    if spec.get("kind") == "measure":  # an experiment of kind measure (debench.measurement)
+        from debench.measurement import measure as train
+    else:
+        from debench.train.loop import train
 
     if a.threads:
         spec.setdefault("runtime", {})["threads"] = a.threads

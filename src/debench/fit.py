@@ -18,6 +18,7 @@ _TOKEN_DATASETS = {
 }
 # report table -> the task of the models it compares (every other table compares classifiers)
 TABLE_TASK = {"flows": "density", "latent_sde": "timeseries", "generative": "generate"}
+ANY_TASK_TABLES = ("measurements",)  # measurement runs (kind: measure) train nothing: any task fits
 
 
 def _toy(spec) -> bool:
@@ -65,5 +66,7 @@ def fits_table(model: str, table: str) -> str | None:
     Returns:
         None, or a verb phrase naming the mismatch, to follow the model's name.
     """
+    if table in ANY_TASK_TABLES:
+        return None
     want, task = TABLE_TASK.get(table, "classify"), model_info(model).task
     return None if task == want else f"has task {task!r} but table {table!r} compares {want!r} models"

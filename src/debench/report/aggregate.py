@@ -24,6 +24,7 @@ import pandas as pd
 from debench.report.compare import config_labels, time_savings
 from debench.report.expected import devices, identity_from_path, not_yet_run, select_expected
 from debench.report.published import load_published, match
+from debench.report.measurements import measurement_table, split_measurements, write_measurement_table
 from debench.report.render import write_table
 from debench.report.runs import adjoint_flag, canonical, read_run_dirs
 from debench.report.tables import TABLE_NAMES, TABLE_TITLES, row_order, side_keys
@@ -33,7 +34,6 @@ from debench.track.atomic import atomic_write_json, atomic_write_text
 log = logging.getLogger("debench.report")
 VERDICTS = ("reproduced", "not reproduced", "no published number", "not comparable")
 DEFAULT_TOLERANCES = {"test_error": 0.5, "bits_per_dim": 0.02}
-PARAMS_TOLERANCE = {"params_m": "2%"}  # a parameter count is reproduced within 2% unless the config says otherwise
 ROW_KEY = ["table", "experiment", "mode", "dataset", "model", "config_hash"]
 __all__ = ["TABLE_TITLES", "VERDICTS", "aggregate", "aggregate_rows", "read_runs", "summarize", "t_interval"]
 read_runs = read_run_dirs
@@ -167,12 +167,14 @@ def aggregate_rows(runs: pd.DataFrame, published_csv: Path, out_dir: Path, toler
         ReportInputError: a bad tolerance, reference selector or published CSV (named).
     """
     problems = list(problems or [])
-    tols = parse_tolerances({**PARAMS_TOLERANCE, **(tolerances or {})})
+    tols = parse_tolerances(tolerances)
     published = load_published(published_csv)
     runs, missing, stale_rows = select_expected(runs, expected)
     stale = list(stale or []) + stale_rows
     runs, text = canonical(runs)
-    summary = summarize(runs, published, tols) if not runs.empty else pd.DataFrame()
+    measured, trained = split_measurements(runs)
+    measurements = measurement_table(measured, published, tols)
+    summary = summarize(trained, published, tols) if not trained.empty else pd.DataFrame()
     names = list(TABLE_NAMES if tables is None else tables)
     names += sorted(set(summary["table"]) - set(names)) if not summary.empty else []
     counts = {v: int((summary["verdict"] == v).sum()) if not summary.empty else 0 for v in VERDICTS}
@@ -192,6 +194,7 @@ def aggregate_rows(runs: pd.DataFrame, published_csv: Path, out_dir: Path, toler
     for name in names:
         part = summary[summary["table"] == name] if not summary.empty else pd.DataFrame()
         write_table(row_order(part), out_dir / "tables", name)
+    write_measurement_table(measurements, out_dir)
     atomic_write_json(out_dir / "tables" / "summary.json", info)
     for p in problems:
         log.warning(p)

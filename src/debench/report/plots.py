@@ -109,6 +109,7 @@ def draw_all(runs: pd.DataFrame, runs_dir: Path | None, out: Path) -> dict[str, 
     Plots of runs from a reduced preset (``comparable: false``) carry that in their title.
     """
     out.mkdir(parents=True, exist_ok=True)
+    runs = runs[runs["kind"].ne("measure")] if "kind" in runs else runs  # in tables/measurements.* instead
     ok = runs[runs["status"] == "ok"].copy() if not runs.empty else pd.DataFrame(
         columns=["model", "dataset", "seed", "task", "table", "status"])
     reduced = "comparable" in ok and not ok["comparable"].fillna(False).astype(bool).all()

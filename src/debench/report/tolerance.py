@@ -13,6 +13,12 @@ from dataclasses import dataclass
 from debench.report.schema import ReportInputError
 
 
+# Defaults the config's report.tolerances may override: a parameter count is reproduced within
+# 2%; activation memory, the memory ratios and the stochastic-depth time ratio within 10%.
+BUILTIN_TOLERANCES = {"params_m": "2%", "activation_memory_mb": "10%", "activation_memory_ratio": "10%",
+                      "time_ratio": "10%"}
+
+
 @dataclass(frozen=True)
 class Tolerance:
     value: float
@@ -47,7 +53,7 @@ def parse_tolerance(key: str, raw: object) -> Tolerance:
 
 
 def parse_tolerances(raw: dict | None) -> dict[str, Tolerance]:
-    """Every entry of ``report.tolerances`` parsed (:func:`parse_tolerance`)."""
+    """Every entry of ``report.tolerances`` parsed (:func:`parse_tolerance`), over :data:`BUILTIN_TOLERANCES`."""
     if raw is not None and not isinstance(raw, dict):
         raise ReportInputError(f"report.tolerances: expected a mapping metric -> tolerance, got {raw!r}")
-    return {k: parse_tolerance(k, v) for k, v in sorted((raw or {}).items())}
+    return {k: parse_tolerance(k, v) for k, v in sorted({**BUILTIN_TOLERANCES, **(raw or {})}.items())}

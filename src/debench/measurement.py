@@ -1,0 +1,213 @@
+"""The ``measure`` experiment kind: what a model costs, measured on real data, without training.
+
+A measurement run builds one model at its initialisation and records, in float32:
+
+* ``params``: trainable parameters (:func:`debench.train.measure.count_parameters`);
+* ``activation_memory_mb``: the bytes autograd saves for one training step at the protocol's
+  ``batch_size`` (the source's batch, e.g. 100 for MemCNN's table), by saved-tensor hooks
+  (:func:`debench.train.measure.saved_activation_bytes`), so the figure is the same on CPU and GPU;
+* ``time_per_iter_s``: mean wall time of one training step (forward, loss, backward, optimizer
+  step) over ``protocol.iterations`` steps after ``protocol.warmup_iterations`` untimed ones
+  (3 when 0); for a model with a constant-depth twin (stochastic depth), the twin is timed in the
+  same process, steps alternating, and ``time_ratio_to_twin`` = mean(model) / mean(twin);
+* ``nfe_forward_init``: function evaluations of one forward pass at initialisation, for models
+  whose solver counts them (meaningful as a fixed number for fixed-step schemes:
+  ``nfe_fixed_step`` says which).
+
+The record has the shape of a training run's ``metrics.json`` (``schema_version`` 2) with
+``kind: "measure"``, so the same aggregate and report read it
+(:mod:`debench.report.measurements` puts it beside the published numbers).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import inspect
+import json
+import re
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from debench.registry import create_model, import_plugins, model_info
+from debench.train.measure import count_parameters, saved_activation_bytes
+from debench.train.protocol import Protocol
+
+ADAPTIVE = {"dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun", "tsit5"}
+_TWIN = re.compile(r"^(?:stochastic_depth_|shakedrop_|dropout_)?(.*?)(?:_sd)?$")
+
+
+def constant_depth_twin(name: str) -> str | None:
+    """The constant-depth model a stochastic-depth-style model is timed against, else None."""
+    twin = getattr(model_info(name), "constant_depth_twin", None) or _TWIN.match(name).group(1)
+    if twin == name:
+        return None
+    try:
+        model_info(twin)
+    except KeyError:
+        return None
+    return twin
+
+
+def factory_arguments(name: str, meta: dict[str, Any], model_args: dict[str, Any]) -> dict[str, Any]:
+    """Arguments the factory receives: signature defaults < registry extras < dataset < config."""
+    info = model_info(name)
+    sig = inspect.signature(info.factory)
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
+    offered = {"num_classes": meta["num_classes"]}
+    if meta.get("kind", "image") == "image":
+        offered.update(in_channels=meta["shape"][-1], image_size=meta["shape"][0])
+    else:
+        offered["data_shape"] = list(meta["shape"])
+    defaults = {k: p.default for k, p in sig.parameters.items()
+                if p.default is not inspect.Parameter.empty}
+    given = {k: v for k, v in offered.items() if takes_any or k in sig.parameters}
+    return {**defaults, **info.defaults, **given, **model_args}
+
+
+def _jsonable(obj: Any) -> Any:
+    return json.loads(json.dumps(obj, default=lambda o: list(o) if isinstance(o, tuple) else str(o)))
+
+
+def _training_step(model, opt, x, y, loss_of) -> None:
+    opt.zero_grad(set_to_none=True)
+    loss_of(model, x, y).backward()
+    opt.step()
+
+
+def _timed(device: torch.device, fn) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    t = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - t
+
+
+def _optimizer(model, p: Protocol) -> torch.optim.Optimizer:
+    if p.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=p.lr, momentum=p.momentum, nesterov=p.nesterov)
+    return torch.optim.Adam(model.parameters(), lr=p.lr, betas=(p.momentum, 0.999))
+
+
+def measure(spec: dict[str, Any]) -> dict[str, Any]:
+    """Measure one (model, dataset, seed) described by a run spec and write its ``metrics.json``.
+
+    Args:
+        spec: the run spec of ``debench train`` (:func:`debench.config.run_spec`) with
+            ``kind: "measure"``; ``protocol.batch_size`` is the measured batch,
+            ``protocol.iterations`` the timed steps, ``protocol.warmup_iterations`` the untimed ones.
+
+    Returns:
+        The record written to ``spec["paths"]["metrics"]``.
+
+    Raises:
+        ConfigError: for a bad protocol key; DatasetError for an unreadable data cache.
+    """
+    from debench.data.cache import load_cached
+    from debench.data.device import DeviceData
+    from debench.track import provenance
+    from debench.track.atomic import atomic_write_json
+
+    t_start = time.time()
+    import_plugins(spec.get("plugins", []))
+    name, seed = spec["model"], int(spec["seed"])
+    info = model_info(name)
+    protocol = Protocol.from_dict(spec.get("protocol", {}))
+    want = spec.get("runtime", {}).get("device", "auto")
+    device = torch.device("cuda" if want == "auto" and torch.cuda.is_available() else ("cpu" if want == "auto" else want))
+    if spec.get("runtime", {}).get("threads"):
+        torch.set_num_threads(int(spec["runtime"]["threads"]))
+
+    arrays, meta = load_cached(spec["data"]["cache"])
+    classify = info.task == "classify"
+    data = DeviceData(arrays, meta, device, 0.0, split_seed=seed, normalize=classify)
+    augment = dict(crop_padding=protocol.crop_padding, flip=protocol.flip) if classify else {}
+    gen = torch.Generator(device=device).manual_seed(seed)
+    x, y = next(data.train_batches(protocol.batch_size, gen, **augment))
+    del arrays
+
+    def loss_of(m, xb, yb):
+        return F.cross_entropy(m(xb), yb) if classify else m.training_loss(xb, yb)
+
+    args = factory_arguments(name, meta, spec.get("model_args", {}))
+    twin = constant_depth_twin(name)
+    models = {}
+    for n in [name] + ([twin] if twin else []):
+        torch.manual_seed(seed)
+        kwargs = args if n == name else factory_arguments(n, meta, {})
+        models[n] = create_model(n, **kwargs).to(device).train()
+    model = models[name]
+
+    # ---- parameters, activation memory, NFE at initialisation --------------------------------
+    params = count_parameters(model)
+    probe = copy.deepcopy(model)
+    act = saved_activation_bytes(lambda: loss_of(probe, x, y), exclude=list(probe.parameters()))
+    del probe
+    nfe = None
+    stats = getattr(model, "debench_stats", None)
+    if stats is not None:
+        stats()
+        with torch.no_grad():
+            model(x) if classify else loss_of(model, x, y)
+        nfe = stats().get("nfe_forward")
+    method = args.get("method")
+    fixed_step = None if nfe is None else (method is not None and method not in ADAPTIVE)
+
+    # ---- time per training step, alternating with the twin --------------------------------
+    opts = {n: _optimizer(m, protocol) for n, m in models.items()}
+    for _ in range(protocol.warmup_iterations or 3):
+        for n, m in models.items():
+            _training_step(m, opts[n], x, y, loss_of)
+    times: dict[str, list[float]] = {n: [] for n in models}
+    for _ in range(protocol.iterations or 1):
+        for n, m in models.items():
+            times[n].append(_timed(device, lambda: _training_step(m, opts[n], x, y, loss_of)))
+
+    mean = statistics.mean(times[name])
+    precision = {k: "fp32" for k in ("activation_memory", "nfe", "time", "params")}
+    data_meta = {k: meta.get(k) for k in ("source", "sha256", "train_size", "test_size")}
+    meta_block = {"reference": [dict(r) for r in info.reference], "depth": _depth(name),
+                  "constant_depth_twin": twin, "compilable": info.compilable, "compiled": False,
+                  "module": info.factory.__module__}
+    hashed = {"kind": "measure", "protocol": protocol.as_dict(), "model_args": _jsonable(args), "model": name,
+              "dataset": spec["dataset"], "seed": seed, "data_source": spec.get("data_source"),
+              "data": data_meta, "device_type": device.type, "precision": precision}
+    record: dict[str, Any] = {
+        "schema_version": 2, "kind": "measure",
+        "experiment": spec["experiment"], "preset": spec.get("preset"), "table": spec.get("table"),
+        "mode": spec.get("mode"), "comparable": spec.get("comparable", False),
+        "model": name, "dataset": spec["dataset"], "seed": seed,
+        "family": info.family, "task": info.task, "paper": info.paper, "scheme": info.scheme,
+        "metric": "params", "status": "ok", "status_detail": None,
+        "config_hash": hashlib.sha256(json.dumps(hashed, sort_keys=True, default=str).encode()).hexdigest()[:16],
+        "params": params, "params_m": params / 1e6, "evals_per_forward": info.evals_per_forward,
+        "activation_memory_mb": act / 2**20, "activation_batch_size": protocol.batch_size,
+        "time_per_iter_s": mean, "time_per_iter_median_s": statistics.median(times[name]),
+        "time_steps": len(times[name]), "time_warmup_steps": protocol.warmup_iterations or 3,
+        "constant_depth_twin": twin,
+        "twin_time_per_iter_s": statistics.mean(times[twin]) if twin else None,
+        "time_ratio_to_twin": mean / statistics.mean(times[twin]) if twin else None,
+        "nfe_forward_init": nfe, "nfe_fixed_step": fixed_step, "batch_size": protocol.batch_size,
+        "wall_time_s": time.time() - t_start, "epoch_csv": None,
+        "protocol": protocol.as_dict(), "model_args": _jsonable(args), "model_meta": meta_block,
+        "precision": precision, "runtime": {"device": str(device), "device_type": device.type,
+                                            "threads": torch.get_num_threads(), "amp": "off", "compile": False},
+        "data": data_meta, "provenance": provenance.collect(device),
+    }
+    atomic_write_json(Path(spec["paths"]["metrics"]), record)
+    return record
+
+
+def _depth(name: str) -> int | None:
+    for sel in model_info(name).reference:
+        if str(sel.get("depth", "")).isdigit():
+            return int(sel["depth"])
+    found = re.search(r"[a-z](\d+)$", name)
+    return int(found.group(1)) if found else None
