@@ -199,3 +199,17 @@ def test_report_builds_when_the_runs_are_only_measurements(tmp_path):
     aggregate_rows(pd.DataFrame([_row("resnet44", params_m=0.6586, task="classify", params=658586)]), PUBLISHED, tmp_path)
     build_report(tmp_path, tmp_path / "report")  # the plots used to fail on params_m without accuracy
     assert (tmp_path / "report" / "report.html").is_file()
+
+
+def test_the_html_report_shows_the_measurements_and_counts_their_verdicts(tmp_path):
+    from debench.report.aggregate import aggregate_rows
+    from debench.report.html import build_report
+
+    runs = pd.DataFrame([_row("resnet44", params_m=0.6583), _row("resnet32", params_m=0.50)])
+    aggregate_rows(runs, PUBLISHED, tmp_path)
+    info = json.loads((tmp_path / "tables" / "summary.json").read_text())
+    assert info["measurement_verdicts"] == {"not reproduced": 1, "reproduced": 1}
+    page = build_report(tmp_path, tmp_path / "report").read_text()
+    section = page.split('id="sec-measurements"')[1].split("</section>")[0]
+    assert section.count('data-verdict="reproduced"') == 1 and section.count('data-verdict="not reproduced"') == 1
+    assert "<b>1</b> row(s) reproduced, <b>1</b> not reproduced" in page

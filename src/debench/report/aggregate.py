@@ -188,6 +188,8 @@ def aggregate_rows(runs: pd.DataFrame, published_csv: Path, out_dir: Path, toler
         "missing": missing, "incomplete": missing, "not_yet_run_rows": not_yet_run(missing, summary),
         "stale": stale, "unreadable": problems, "tables": names,
         "devices": devices(runs), "tolerances": {k: t.label() for k, t in tols.items()},
+        "measurement_verdicts": {v: int((measurements["verdict"] == v).sum()) for v in
+                                 sorted(set(measurements["verdict"]))} if not measurements.empty else {},
     }
     out_dir = Path(out_dir)
     atomic_write_text(out_dir / "runs.csv", text)

@@ -146,6 +146,7 @@ def build_report(tables_dir: Path, out: Path, runs_dir: Path | None = None) -> P
         if artifacts:
             part.append("<h3>Model artifacts</h3>" + "".join(artifacts))
         parts.append("".join(part) + "</section>")
+    parts.append(_measurements(tables_dir / "tables" / "measurements.csv"))
     parts.append('<section id="sec-overview"><h2>Across the survey</h2>' + "".join(
         _figure(plots[p], ps.caption) for p, ps in PLOTS.items() if ps.section == "overview") + "</section>")
     parts.append("</body></html>")
@@ -171,7 +172,8 @@ def banner(info: dict) -> str:
     Returns:
         One HTML paragraph (``id="verdict-banner"``).
     """
-    counts = info["verdicts"]
+    counts = {v: info["verdicts"].get(v, 0) + info.get("measurement_verdicts", {}).get(v, 0)
+              for v in ("reproduced", "not reproduced")}
     devices = info.get("devices") or {}
     where = ", ".join(f"{d} ({n} run{'s' if n != 1 else ''})" for d, n in devices.items()) or "no device recorded"
     not_run = [t for t in info["tables"] if t not in set(info.get("tables_run", []))]
@@ -179,6 +181,32 @@ def banner(info: dict) -> str:
             f'<b>{counts.get("not reproduced", 0)}</b> not reproduced, '
             f'<b>{info.get("not_yet_run_rows", 0)}</b> not yet run; measured on {html.escape(where)}. '
             f'Families not yet run: {html.escape(", ".join(not_run) or "none")}.</p>')
+
+
+MEASUREMENT_COLUMNS = ["quantity", "ratio", "model", "against", "dataset", "n", "batch_size", "measured",
+                       "published", "tolerance", "verdict", "published_row"]
+
+
+def _measurements(csv: Path) -> str:
+    """The measurement table (parameter counts, activation memory, memory and time ratios)."""
+    table = _read_table(csv) if csv.is_file() else pd.DataFrame()
+    if table.empty:
+        return ""
+    cols = [c for c in MEASUREMENT_COLUMNS if c in table]
+
+    def cell(v) -> str:
+        if isinstance(v, float):
+            return "" if v != v else f"{v:.4g}"
+        return html.escape(str(v))
+
+    rows = "".join(f'<tr data-verdict="{html.escape(str(r["verdict"]))}">' + "".join(f"<td>{cell(r[c])}</td>" for c in cols)
+                   + "</tr>" for _, r in table.iterrows())
+    return ('<section id="sec-measurements"><h2>Measurements beside the published numbers</h2>'
+            '<p class="note">Measured without training to convergence (kind: measure): parameter counts, '
+            "fp32 activation memory of one training step at the source's batch, and ratios measured side "
+            "by side in one process (ratio = yes). Each verdict uses its quantity's tolerance "
+            "(report.tolerances).</p><table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in cols) +
+            f"</tr>{rows}</table></section>")
 
 
 def _provenance(runs: pd.DataFrame) -> str:
