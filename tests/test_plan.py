@@ -26,6 +26,8 @@ def _config(tmp: Path) -> Path:
                       "protocol": {"batch_size": 128, "iterations": 64000}},
             "epochs": {"table": "discrete", "datasets": ["cifar10"], "models": ["resnet20"],
                        "protocol": {"batch_size": 100, "epochs": 3, "val_fraction": 0.1}},
+            "sizes": {"table": "measurements", "kind": "measure", "datasets": ["cifar10"], "models": ["resnet20"],
+                      "protocol": {"batch_size": 128, "iterations": 1}},
         },
     }
     path = tmp / "plan.yaml"
@@ -49,8 +51,12 @@ def _measurements(tmp: Path) -> Path:
 def test_hours_are_images_over_measured_throughput_and_unmeasured_models_stay_unknown(tmp_path):
     from debench.config import load_config
 
-    rows = plan(load_config(_config(tmp_path)), load_measurements(_measurements(tmp_path)))
+    from debench.plan import measurement_runs
+
+    config = load_config(_config(tmp_path))
+    rows = plan(config, load_measurements(_measurements(tmp_path)))
     by = {(r["experiment"], r["model"]): r for r in rows}
+    assert {r["experiment"] for r in rows} == {"iters", "epochs"} and measurement_runs(config) == 3
     r20 = by[("iters", "resnet20")]
     assert r20["runs"] == 3 and r20["images"] == 3 * 64000 * 128
     assert r20["machines"]["GPU-X"]["hours"] == pytest.approx(3 * 64000 * 128 / 16000 / 3600)
@@ -70,7 +76,7 @@ def test_cli_prints_the_plan_and_names_a_missing_measurements_folder(tmp_path):
     ok = subprocess.run([sys.executable, "-m", "debench.cli", "plan", "--configfile", str(cfg),
                          "--measurements", str(_measurements(tmp_path))], capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
-    assert "9 runs" in ok.stdout and "total" in ok.stdout
+    assert "9 training runs, and 3 measurement runs" in ok.stdout and "total" in ok.stdout
     bad = subprocess.run([sys.executable, "-m", "debench.cli", "plan", "--configfile", str(cfg),
                           "--measurements", str(tmp_path / "nowhere")], capture_output=True, text=True)
     assert bad.returncode == 2 and "nowhere" in bad.stderr

@@ -177,12 +177,13 @@ def cmd_merge_runs(a: argparse.Namespace) -> int:
 
 def cmd_plan(a: argparse.Namespace) -> int:
     from debench.config import load_config
-    from debench.plan import format_plan, load_measurements, plan
+    from debench.plan import format_plan, load_measurements, measurement_runs, plan
 
     config = load_config(Path(a.configfile))
     rows = plan(config, load_measurements(Path(a.measurements)))
-    print(f"plan for {a.configfile} (preset {config['preset']}): "
-          f"{sum(r['runs'] for r in rows)} runs")
+    n_measure = measurement_runs(config)
+    print(f"plan for {a.configfile} (preset {config['preset']}): {sum(r['runs'] for r in rows)} training runs"
+          + (f", and {n_measure} measurement runs (kind: measure; no training, not estimated)" if n_measure else ""))
     print(format_plan(rows))
     return 0
 

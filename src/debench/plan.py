@@ -114,6 +114,8 @@ def plan(config: dict, measurements: list[Measurement]) -> list[dict[str, Any]]:
     index = {(m.device, m.model, m.loop): m for m in measurements}
     groups: dict[tuple[str, str, str], int] = {}
     for run in expand_runs(config):
+        if config["experiments"][run["experiment"]].get("kind", "train") != "train":
+            continue  # measurement runs train nothing: seconds to minutes each, not estimated here
         key = (run["experiment"], run["dataset"], run["model"])
         groups[key] = groups.get(key, 0) + 1
     rows = []
@@ -130,6 +132,13 @@ def plan(config: dict, measurements: list[Measurement]) -> list[dict[str, Any]]:
                                        "loop": m.loop if m else None}
         rows.append(row)
     return rows
+
+
+def measurement_runs(config: dict) -> int:
+    """Runs of experiments that measure instead of training (``kind: measure``)."""
+    from debench.config import expand_runs
+
+    return sum(config["experiments"][r["experiment"]].get("kind", "train") != "train" for r in expand_runs(config))
 
 
 def format_plan(rows: list[dict[str, Any]]) -> str:
