@@ -131,3 +131,20 @@ def test_one_job_per_gpu_keeps_the_old_lock_names_and_bad_counts_are_refused(tmp
             acquire(ids=["3"], lock_dir=tmp_path, jobs_per_gpu=bad)
     slot.release()
     other.release()
+
+
+def test_jobs_per_gpu_changes_no_run_identity():
+    """Packing jobs onto a GPU must not make Snakemake retrain finished runs (config.run_identity)."""
+    import copy
+
+    from debench.config import load_config, run_identity
+    from tests.conftest import ROOT
+
+    config = load_config(ROOT / "config" / "smoke.yaml")
+    packed = copy.deepcopy(config)
+    packed["runtime"]["jobs_per_gpu"] = 4
+    assert run_identity(packed, "smoke_discrete", "cifar10", "resnet20", 0) == \
+        run_identity(config, "smoke_discrete", "cifar10", "resnet20", 0)
+    packed["runtime"]["amp"] = "bf16"  # a setting that does change the numbers still counts
+    assert run_identity(packed, "smoke_discrete", "cifar10", "resnet20", 0) != \
+        run_identity(config, "smoke_discrete", "cifar10", "resnet20", 0)

@@ -216,6 +216,8 @@ def run_identity(config: dict, experiment: str, dataset: str, model: str, seed: 
     spec = run_spec(config, experiment, dataset, model, seed, cache="", metrics="", checkpoints="",
                     tracking={})
     identity = {k: spec[k] for k in IDENTITY_KEYS}
+    # where a job runs changes no number: packing jobs onto a GPU must not retrain them
+    identity["runtime"] = {k: v for k, v in spec["runtime"].items() if k != "jobs_per_gpu"}
     data = config.get("data", {})
     source = data.get("source")
     identity["data"] = {"source": source, "synthetic": data.get("synthetic") if source == "synthetic" else None,
