@@ -29,13 +29,15 @@
 # comparable), SEEDS ("0 1 2"), DEVICE (auto), BUDGET_S (wall seconds for the training step of
 # this call; the seeds are stopped at the budget and resume next call), PARTS (.devdata/cifar10-parts),
 # NPZ (a folder already holding cifar10/*.npz: skips the reassembly), RESULTS (results/gpu_reproduce),
-# PYTHON (python3). The test tests/test_gpu_reproduce.py runs all of it on a CPU with ITERATIONS=2.
+# PYTHON (python3), MODEL (resnet20; MODEL=resnet56 SEEDS=0 is the timed ResNet-56 survey run of
+# issue 16: its wall time per seed is printed and in the record's wall_time_s). The test tests/test_gpu_reproduce.py runs all of it on a CPU with ITERATIONS=2.
 set -euo pipefail
 py=${PYTHON:-python3}
 export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 parts=${PARTS:-.devdata/cifar10-parts}
 results=${RESULTS:-results/gpu_reproduce}
 seeds=${SEEDS:-0 1 2}
+model=${MODEL:-resnet20}
 out=${OUT:-$results/out}
 mkdir -p "$out" "$results/specs" "$results/logs"
 log=$out/gpu_reproduce.log
@@ -60,28 +62,32 @@ fi
 echo "== run specs"
 # shellcheck disable=SC2086
 $py benchmarks/gpu_specs.py --cache "$cache" --results "$results" --seeds $seeds \
-  ${ITERATIONS:+--iterations $ITERATIONS} --device "${DEVICE:-auto}" --out "$results/specs"
+  ${ITERATIONS:+--iterations $ITERATIONS} --device "${DEVICE:-auto}" --model "$model" --out "$results/specs"
 
 echo "== train the seeds concurrently on one device"
 left=$(( ${BUDGET_S:-560} - ($(date +%s) - start) ))
 pids=()
 for s in $seeds; do
-  if [ -f "$results/runs/resnet_he2016/cifar10/resnet20/seed$s/metrics.json" ]; then
+  if [ -f "$results/runs/resnet_he2016/cifar10/$model/seed$s/metrics.json" ]; then
     echo "seed $s: finished earlier, skipped"
     continue
   fi
-  timeout -s TERM "$left" $py -m debench.cli train --spec "@$results/specs/spec_seed$s.json" \
-    > "$results/logs/seed$s.log" 2>&1 &
+  timeout -s TERM "$left" $py -m debench.cli train --spec "@$results/specs/spec_${model}_seed$s.json" \
+    > "$results/logs/${model}_seed$s.log" 2>&1 &
   pids+=("$!")
 done
 status=0
 for p in "${pids[@]}"; do
   wait "$p" || { rc=$?; [ "$rc" = 124 ] && echo "a seed reached the budget (resumes next call)" || status=$rc; }
 done
-tail -n 2 "$results"/logs/seed*.log || true
+tail -n 2 "$results"/logs/"$model"_seed*.log || true
+for s in $seeds; do
+  rec=$results/runs/resnet_he2016/cifar10/$model/seed$s/metrics.json
+  [ -f "$rec" ] && $py -c "import json,sys; r=json.load(open(sys.argv[1])); print(f\"{r['model']} seed {r['seed']}: {r['status']}, test error {r.get('test_error')}, wall {r['wall_time_s']:.0f} s, train {r.get('train_time_s')} s\")" "$rec"
+done
 
 echo "== pack the run records"
 tar czf "$out/gpu_runs.tar.gz" -C "$results" runs
-ls "$results"/runs/resnet_he2016/cifar10/resnet20/*/metrics.json 2>/dev/null || echo "no seed finished yet"
+ls "$results"/runs/resnet_he2016/cifar10/"$model"/*/metrics.json 2>/dev/null || echo "no seed finished yet"
 echo "gpu_reproduce: $(( $(date +%s) - start )) s, exit $status"
 exit $status

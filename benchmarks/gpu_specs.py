@@ -19,11 +19,11 @@ import yaml
 
 from debench.config import check_config, run_spec
 
-EXPERIMENT, MODEL, DATASET = "resnet_he2016", "resnet20", "cifar10"
+EXPERIMENT, DATASET = "resnet_he2016", "cifar10"
 
 
 def specs(config: dict, cache: str, results: Path, seeds: list[int], iterations: int | None,
-          device: str) -> list[dict]:
+          device: str, model: str = "resnet20") -> list[dict]:
     """One spec per seed; see the module docstring for the reduced-budget rule."""
     protocol = config["experiments"][EXPERIMENT]["protocol"]
     reduced = iterations is not None and iterations != protocol.get("iterations")
@@ -35,8 +35,8 @@ def specs(config: dict, cache: str, results: Path, seeds: list[int], iterations:
     check_config(config)
     out = []
     for seed in seeds:
-        tail = f"{EXPERIMENT}/{DATASET}/{MODEL}/seed{seed}"
-        out.append(run_spec(config, EXPERIMENT, DATASET, MODEL, seed, cache=cache,
+        tail = f"{EXPERIMENT}/{DATASET}/{model}/seed{seed}"
+        out.append(run_spec(config, EXPERIMENT, DATASET, model, seed, cache=cache,
                             metrics=str(results / "runs" / tail / "metrics.json"),
                             checkpoints=str(results / "checkpoints" / tail), tracking={"enabled": False}))
     return out
@@ -50,13 +50,16 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--iterations", type=int, default=None, help="default: the config's (64000)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--model", default="resnet20", help="a model of the resnet_he2016 experiment (resnet56: the timed survey run)")
     p.add_argument("--out", type=Path, required=True, help="folder for spec_seed<N>.json")
     a = p.parse_args()
     config = yaml.safe_load(a.config.read_text())
     a.out.mkdir(parents=True, exist_ok=True)
-    for spec in specs(config, a.cache, a.results, a.seeds, a.iterations, a.device):
-        (a.out / f"spec_seed{spec['seed']}.json").write_text(json.dumps(spec, sort_keys=True))
-        print(f"{a.out}/spec_seed{spec['seed']}.json: {spec['protocol']['iterations']} iterations, "
+    if a.model not in config["experiments"][EXPERIMENT]["models"]:
+        p.error(f"--model {a.model}: not a model of experiment {EXPERIMENT} in {a.config}")
+    for spec in specs(config, a.cache, a.results, a.seeds, a.iterations, a.device, a.model):
+        (a.out / f"spec_{a.model}_seed{spec['seed']}.json").write_text(json.dumps(spec, sort_keys=True))
+        print(f"{a.out}/spec_{a.model}_seed{spec['seed']}.json: {spec['protocol']['iterations']} iterations, "
               f"comparable {spec['comparable']}")
 
 
