@@ -126,3 +126,19 @@ def test_the_four_families_train_and_record_cost(tmp_path, synthetic_cache):
         assert rec["params"] > 0 and rec["activation_memory_mb"] > 0 and rec["nfe_forward"] > 0
     assert json.loads((tmp_path / "frac_ode_cifar_a05_n4" / "run" / "metrics.json").read_text())["history_terms"] == 6
     assert "acc_perturb_0.5" in json.loads((tmp_path / "levy_sde_cifar_a15" / "run" / "metrics.json").read_text())
+
+
+def test_fractional_cost_figure_draws_one_line_per_prefix_and_says_when_empty():
+    import pandas as pd
+
+    from debench.models.future.figures import fractional_cost_vs_steps
+
+    rows = pd.DataFrame([{"model": f"frac_ode_cifar_a05_n{n}", "dataset": "cifar10", "table": "future",
+                          "activation_memory_mb": 2.0 * n, "batch_size": 16, "epoch_time_s": 0.1 * n} for n in (4, 8)]
+                        + [{"model": "ndde_cifar", "dataset": "cifar10", "table": "future", "activation_memory_mb": 5.0,
+                            "batch_size": 16, "epoch_time_s": 1.0}])
+    fig = fractional_cost_vs_steps(rows)
+    memory = fig.axes[0]
+    assert list(memory.lines[0].get_ydata()) == [0.5, 1.0] and len(memory.lines) == 2
+    empty = fractional_cost_vs_steps(rows[rows["model"] == "ndde_cifar"])
+    assert "no fractional-model runs" in empty.axes[0].texts[0].get_text()
