@@ -1,7 +1,7 @@
 """Neural delay differential equations (Zhu, Guo, Lin, ICLR 2021): ``dh/dt = f(t, h(t), h(t - tau))``.
 
-The state on ``[0, t1]`` starts from a history function on ``[-tau, 0]`` (here the constant
-``h(s) = h(0)``, the stem's output) and is integrated by the method of steps on a fixed grid of
+The state on ``[0, t1]`` starts from a history function on ``[-tau, 0]``: the constant
+``h(s) = h(0)`` (the stem's output), the NDDEs' initial function per Zhu, Shen et al., AAAI 2022, Fig. 4) and is integrated by the method of steps on a fixed grid of
 ``steps`` equal steps: ``tau`` must be a whole number ``m >= 1`` of steps, so every delayed value
 the scheme needs lies on the grid already computed (or in the history). An explicit Runge-Kutta
 stage at ``t_k + c dt`` needs ``h(t_k + c dt - tau)``: the grid value when ``c`` is 0 or 1, the
