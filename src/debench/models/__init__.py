@@ -1,3 +1,3 @@
 """Built-in model families; importing this package registers all of them."""
 
-from debench.models import baselines, continuous, discrete, stochastic  # noqa: F401
+from debench.models import baselines, continuous, discrete, future, stochastic  # noqa: F401

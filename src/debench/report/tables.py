@@ -99,6 +99,15 @@ TABLE_SPECS = {
          ("published_fid", "published FID", 2), ("inception_score", "IS", 2),
          ("published_inception_score", "published IS", 2), ("fid_not_computed", "FID note", 0), ("epoch_time_s", "s/epoch", 2)),
         "score SDEs (VE, VP, sub-VP), DDPM", "bits/dim, FID, sampler NFE"),
+    "future": TableSpec(
+        "Future directions: delay, fractional and higher-order dynamics",
+        "Neural DDEs, fractional (Caputo, Grünwald-Letnikov) and third-order Neural ODEs in ODE-Net CIFAR's "
+        "frame under the Neural ODE CIFAR protocol: function evaluations, activation memory, and the "
+        "fractional scheme's history terms and stored states per forward (Lévy SDEs: Neural SDE table).",
+        (("params", "params (M)", -3), ("nfe_forward", "NFE-F", 1), ("eval_nfe_forward", "NFE (test)", 1),
+         ("activation_memory_mb", "act. mem (MB)", 1), ("history_terms", "history terms", 0),
+         ("stored_states", "stored states", 0), ("epoch_time_s", "s/epoch", 2)),
+        "Neural DDE, fractional ODE, third-order ODE", "test error, NFE, memory"),
 }
 TABLE_NAMES = tuple(TABLE_SPECS)
 TABLE_TITLES = {k: v.title for k, v in TABLE_SPECS.items()}
