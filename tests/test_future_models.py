@@ -14,7 +14,7 @@ from debench.models.future.fractional import FractionalBlock
 from debench.models.future.levy import LevyNoise
 from debench.models.future.levy_sde import LevySDEClassifier
 from debench.registry import create_model, list_models, model_info
-from conftest import make_spec, train_concurrently  # not tests.conftest: torch_fidelity ships a top-level "tests" package
+from tests.conftest import make_spec, train_concurrently  # not tests.conftest: torch_fidelity ships a top-level "tests" package
 
 FUTURE = ["ndde_cifar", "frac_ode_cifar_a05_n4", "frac_ode_cifar_a05_n8", "frac_ode_cifar_a05_n16",
           "frac_ode_cifar_a1_n8", "third_order_node_cifar", "levy_sde_cifar_a15", "levy_sde_cifar_a2", "jump_sde_cifar"]
@@ -128,17 +128,21 @@ def test_the_four_families_train_and_record_cost(tmp_path, synthetic_cache):
     assert "acc_perturb_0.5" in json.loads((tmp_path / "levy_sde_cifar_a15" / "run" / "metrics.json").read_text())
 
 
-def test_fractional_cost_figure_draws_one_line_per_prefix_and_says_when_empty():
+def test_fractional_cost_figure_reads_steps_and_order_from_the_records_and_says_when_empty():
     import pandas as pd
 
-    from debench.models.future.figures import fractional_cost_vs_steps
+    from debench.report.figures import fractional_cost
+    from debench.report.layout import layout_problems
 
     rows = pd.DataFrame([{"model": f"frac_ode_cifar_a05_n{n}", "dataset": "cifar10", "table": "future",
-                          "activation_memory_mb": 2.0 * n, "batch_size": 16, "epoch_time_s": 0.1 * n} for n in (4, 8)]
-                        + [{"model": "ndde_cifar", "dataset": "cifar10", "table": "future", "activation_memory_mb": 5.0,
-                            "batch_size": 16, "epoch_time_s": 1.0}])
-    fig = fractional_cost_vs_steps(rows)
+                          "model_args.steps": n, "model_args.alpha": 0.5, "activation_memory_mb": 2.0 * n,
+                          "batch_size": 16, "epoch_time_s": 0.1 * n} for n in (4, 8)]
+                        + [{"model": "ndde_cifar", "dataset": "cifar10", "table": "future", "model_args.steps": None,
+                            "model_args.alpha": None, "activation_memory_mb": 5.0, "batch_size": 16,
+                            "epoch_time_s": 1.0}])
+    fig = fractional_cost(rows, None)
     memory = fig.axes[0]
-    assert list(memory.lines[0].get_ydata()) == [0.5, 1.0] and len(memory.lines) == 2
-    empty = fractional_cost_vs_steps(rows[rows["model"] == "ndde_cifar"])
+    assert list(memory.lines[0].get_ydata()) == [0.5, 1.0] and len(memory.lines) == 1
+    assert layout_problems(fig) == []
+    empty = fractional_cost(rows[rows["model"] == "ndde_cifar"], None)
     assert "no fractional-model runs" in empty.axes[0].texts[0].get_text()

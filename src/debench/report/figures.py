@@ -217,3 +217,27 @@ def robustness(ok, runs_dir):
     ax.set_xlabel("perturbation strength sigma (normalized-input units)")
     ax.set_ylabel("test accuracy (%)")
     return _beside(fig, ax)
+
+
+def fractional_cost(ok, runs_dir):
+    """Activation memory per example and seconds per epoch of the fractional models against their
+    Grünwald-Letnikov steps (the record's ``model_args.steps`` and ``model_args.alpha``), one line
+    per order and dataset: every past state enters every step, so memory grows with the steps."""
+    need = ["model_args.steps", "model_args.alpha", "activation_memory_mb", "batch_size"]
+    rows = ok.dropna(subset=need) if set(need) <= set(ok.columns) else ok.iloc[:0]
+    if rows.empty:
+        return empty_figure("no fractional-model runs (model_args.steps and alpha)")
+    rows = rows.assign(per_example=rows["activation_memory_mb"] / rows["batch_size"],
+                       steps=pd.to_numeric(rows["model_args.steps"]).astype(int),
+                       alpha=pd.to_numeric(rows["model_args.alpha"]))
+    fig, axes = plt.subplots(2, 1, figsize=(WIDTH_IN, 2 * PANEL_IN + 0.9), layout="constrained")
+    for ax, (col, label) in zip(axes, (("per_example", "activation memory\nper example (MB)"),
+                                       ("epoch_time_s", "seconds per epoch"))):
+        for i, ((alpha, ds), g) in enumerate(rows.dropna(subset=[col]).groupby(["alpha", "dataset"])):
+            g = g.groupby("steps")[col].mean()
+            ax.plot(g.index, g.values, lw=1, label=f"alpha={alpha:g} / {ds}", **style(i))
+        ax.set_xlabel("Grünwald-Letnikov steps per stage")
+        ax.set_ylabel(label)
+        if ax.get_legend_handles_labels()[1]:
+            legend_beside(ax)
+    return fig

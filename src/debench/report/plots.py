@@ -63,6 +63,10 @@ PLOTS = {
         "Test accuracy under Gaussian input perturbations of strength sigma: Neural SDEs (solid) against "
         "their ODE counterparts (dashed), mean over seeds.", "neural_sde", "Neural SDE, Neural ODE",
         "accuracy vs sigma"),
+    "fractional_cost": PlotSpec(
+        "Fractional Neural ODEs: activation memory per example and training time per epoch against the "
+        "Grünwald-Letnikov steps per stage (every past state enters every step), one line per order.",
+        "future", "fractional Neural ODE", "memory, time vs steps"),
     "flow_samples": PlotSpec(
         "What the flows learned: density and samples (2-D toys) and sample grids (MNIST), as written by "
         "each model after training (seed 0 first).", "flows", "FFJORD, RNODE", "density, samples"),
