@@ -97,7 +97,7 @@ def test_levy_classifier_takes_its_modules_and_averages_paths_in_eval():
     x = torch.randn(2, 3, 8, 8)
     model.eval()
     model(x)
-    assert model.debench_stats() == {"nfe_forward": 15, "nfe_diffusion": 15}
+    assert model.debench_stats() == {"nfe_forward": 15, "nfe_backward": 0, "nfe_diffusion": 15}
 
 
 def test_bad_model_args_are_named():

@@ -19,25 +19,10 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
-from debench.models.continuous.blocks import ConcatConv2d, group_norm
 from debench.models.future.levy import LevyNoise, levy_euler
-from debench.models.stochastic.neural_sde import LIU19, robustness_curve
+from debench.models.stochastic.neural_sde import LIU19, ConvDrift, authors_head, robustness_curve
+from debench.nfe import NFECounter
 from debench.registry import register_model
-
-
-class TimeConvDrift(nn.Module):
-    """``f(t, h)``: ``depth`` x (GN-ReLU-ConcatConv), then GN; the time is an input channel."""
-
-    def __init__(self, channels: int, depth: int = 3):
-        super().__init__()
-        self.norms = nn.ModuleList(group_norm(channels) for _ in range(depth))
-        self.convs = nn.ModuleList(ConcatConv2d(channels, channels) for _ in range(depth))
-        self.out_norm = group_norm(channels)
-
-    def forward(self, t, h: torch.Tensor) -> torch.Tensor:
-        for norm, conv in zip(self.norms, self.convs):
-            h = conv(t, torch.relu(norm(h)))
-        return self.out_norm(h)
 
 
 class Multiplicative(nn.Module):
@@ -70,14 +55,14 @@ class LevySDEClassifier(nn.Module):
         self.stem, self.drift, self.diffusion, self.head = stem, drift, diffusion, head
         self.noise, self.t1, self.steps, self.eval_samples = noise, float(t1), int(steps), int(eval_samples)
         self.perturb_sigmas = tuple(float(s) for s in perturb_sigmas)
-        self.nfe_drift = self.nfe_diffusion = 0
+        self.nfe_drift, self.nfe_diffusion = NFECounter(), NFECounter()
 
     def _f(self, t, h):
-        self.nfe_drift += 1
+        self.nfe_drift.tick()
         return self.drift(t, h)
 
     def _g(self, t, h):
-        self.nfe_diffusion += 1
+        self.nfe_diffusion.tick()
         return self.diffusion(t, h)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -88,9 +73,7 @@ class LevySDEClassifier(nn.Module):
 
     def debench_stats(self) -> dict[str, float]:
         """Drift and diffusion evaluations since the last call (backprop re-evaluates nothing)."""
-        stats = {"nfe_forward": self.nfe_drift, "nfe_diffusion": self.nfe_diffusion}
-        self.nfe_drift = self.nfe_diffusion = 0
-        return stats
+        return {**self.nfe_drift.pop(), "nfe_diffusion": self.nfe_diffusion.pop()["nfe_forward"]}
 
     def extra_eval_metrics(self, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> dict[str, float]:
         """Test accuracy (%) under Gaussian input noise, keys ``acc_perturb_<sigma>``."""
@@ -98,11 +81,10 @@ class LevySDEClassifier(nn.Module):
 
 
 def authors_layout(num_classes: int, in_channels: int, width: int, sigma: float, drift_depth: int = 3):
-    """Stem, drift, diffusion and head of the authors' Neural SDE (see the module docstring)."""
+    """Stem, drift, diffusion and head of the authors' Neural SDE (see the module docstring): the
+    rebuilt Gaussian model's own drift and head (:mod:`debench.models.stochastic.neural_sde`)."""
     stem = nn.Conv2d(in_channels, width, 3, 1, 0)
-    head = nn.Sequential(group_norm(width), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                         nn.Linear(width, num_classes))
-    return stem, TimeConvDrift(width, drift_depth), Multiplicative(sigma), head
+    return stem, ConvDrift(width, drift_depth), Multiplicative(sigma), authors_head(width, num_classes)
 
 
 def _register(name: str, alpha: float, jump_rate: float, what: str) -> None:

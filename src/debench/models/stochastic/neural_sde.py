@@ -152,6 +152,12 @@ def euler_maruyama(sde: ConvSDE, y0: torch.Tensor, dt: float, t1: float = 1.0) -
     return y
 
 
+def authors_head(width: int, num_classes: int) -> nn.Sequential:
+    """The authors' classifier head: GN, ReLU, global average pool, linear."""
+    return nn.Sequential(_norm(width), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Linear(width, num_classes))
+
+
 class NeuralSDEClassifier(nn.Module):
     """The authors' ``SdeClassifier``: unpadded 3x3 stem, one SDE block on ``[0, 1]``, GN-ReLU-pool-linear.
 
@@ -180,8 +186,7 @@ class NeuralSDEClassifier(nn.Module):
             raise ValueError(f"model arg 'method' must be one of {METHODS}, got {method!r}")
         self.stem = nn.Conv2d(in_channels, width, 3, 1)
         self.sde = ConvSDE(ConvDrift(width, drift_depth), (width, 0, 0), noise, sigma)
-        self.head = nn.Sequential(_norm(width), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                                  nn.Linear(width, num_classes))
+        self.head = authors_head(width, num_classes)
         self.dt, self.method, self.eval_samples = dt, method, int(eval_samples)
         self.perturb_sigmas = tuple(float(s) for s in perturb_sigmas)
         self.register_buffer("ts", torch.tensor([0.0, 1.0]))
