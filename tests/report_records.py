@@ -37,7 +37,7 @@ def record(model: str = "resnet20", seed: int = 0, *, experiment: str = "exp", d
         "model": model, "dataset": dataset, "seed": seed, "status": status, "metric": metric,
         "family": "discrete", "task": "classify" if metric == "test_error" else "generate",
         "scheme": "forward Euler", "params": 270000, "epoch_time_s": 1.0, "batch_size": 16,
-        "config_hash": config_hash, "preset": "unit",
+        "config_hash": f"{config_hash}s{seed}", "settings_hash": config_hash, "preset": "unit",
         "protocol": {"lr": 0.1, "milestones": [1, 2], "epochs": 2},
         "model_args": {"num_classes": 10},
         "model_meta": {"reference": REFERENCES.get(model, []), "depth": DEPTHS.get(model),

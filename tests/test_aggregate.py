@@ -161,7 +161,7 @@ def test_runs_of_different_configs_are_never_averaged(tmp_path):
     write_run(tmp_path / "runs", "resnet20", 0, 8.0, config_hash="aaaa1111", protocol={"lr": 0.1})
     write_run(tmp_path / "runs", "resnet20", 1, 9.0, config_hash="aaaa1111", protocol={"lr": 0.1})
     write_run(tmp_path / "runs", "resnet20", 2, 20.0, config_hash="bbbb2222", protocol={"lr": 0.05})
-    summary = aggregate(tmp_path / "runs", PUBLISHED, tmp_path / "out").set_index("config_hash")
+    summary = aggregate(tmp_path / "runs", PUBLISHED, tmp_path / "out").set_index("settings_hash")
     assert list(summary["n"]) == [2, 1]
     assert summary.loc["aaaa1111", "mean"] == pytest.approx(8.5) and summary.loc["bbbb2222", "mean"] == 20.0
     assert summary.loc["aaaa1111", "config"] == "aaaa1111: protocol.lr=0.1"
@@ -188,7 +188,7 @@ def test_only_the_runs_the_config_asks_for_are_counted(tmp_path):
     expected = [{"experiment": "exp", "dataset": "cifar10", "model": "resnet20", "seed": 0}]
     aggregate(runs, PUBLISHED, tmp_path / "ids", expected=expected)
     info = json.loads((tmp_path / "ids" / "tables" / "summary.json").read_text())
-    assert info["runs"] == 1 and [(s["seed"], s["config_hash"]) for s in info["stale"]] == [(1, "old")]
+    assert info["runs"] == 1 and [(s["seed"], s["config_hash"]) for s in info["stale"]] == [(1, "olds1")]
 
 
 def test_tolerances_absolute_relative_and_parameter_counts(tmp_path):
@@ -204,7 +204,7 @@ def test_tolerances_absolute_relative_and_parameter_counts(tmp_path):
     write_run(ode, "odenet_mnist", 0, 0.5, dataset="mnist", table="neural_ode", params=224_000)   # published 0.22 M
     write_run(ode, "odenet_mnist", 1, 0.5, dataset="mnist", table="neural_ode", params=226_000,
               config_hash="h1")
-    by = aggregate(ode, PUBLISHED, tmp_path / "d", tolerances=DEFAULT_TOLERANCES).set_index("config_hash")
+    by = aggregate(ode, PUBLISHED, tmp_path / "d", tolerances=DEFAULT_TOLERANCES).set_index("settings_hash")
     assert by.loc["h0", "params_verdict"] == "reproduced" and by.loc["h1", "params_verdict"] == "not reproduced"
 
 

@@ -89,7 +89,7 @@ def _row(model, dataset="cifar10", experiment="m", **values):
 
     meta = {f"model_meta.{k}": json.dumps(v) if isinstance(v, (list, dict)) else v
             for k, v in model_meta(model, compiled=False).items()}
-    base = {**meta, "schema_version": 2, "config_hash": f"h{model}", "experiment": experiment, "dataset": dataset, "model": model, "seed": 0, "kind": "measure",
+    base = {**meta, "schema_version": 2, "config_hash": f"h{model}", "settings_hash": f"s{model}", "experiment": experiment, "dataset": dataset, "model": model, "seed": 0, "kind": "measure",
             "status": "ok", "comparable": True, "table": "measurements", "mode": "paper", "metric": "params",
             "family": "discrete", "params_m": math.nan, "activation_memory_mb": math.nan,
             "activation_batch_size": 100, "time_ratio_to_twin": math.nan, "nfe_forward_init": math.nan}

@@ -156,7 +156,7 @@ def test_same_rows_give_byte_identical_plots(scale, tmp_path):
 def test_two_configs_of_one_model_are_two_bars_never_averaged(scale):
     ok, _ = scale
     rows = ok[ok["table"] == "neural_ode"]
-    other = rows[rows["model"] == "odenet_mnist"].assign(config_hash="h2", activation_memory_mb=999.0)
+    other = rows[rows["model"] == "odenet_mnist"].assign(settings_hash="h2", activation_memory_mb=999.0)
     fig = draw("activation_memory", pd.concat([rows, other]), None)
     (panel,) = _bars(fig).values()
     plt.close(fig)
@@ -164,4 +164,4 @@ def test_two_configs_of_one_model_are_two_bars_never_averaged(scale):
         "odenet_mnist", "activation_memory_mb"]))
     assert panel["odenet_mnist / mnist / h2"] == 999.0 and "odenet_cifar / cifar10" in panel
     assert labels(pd.DataFrame({"model": ["a", "a", "b"], "mode": ["paper", "common", "paper"],
-                                "config_hash": ["h0", "h1", "h0"]})).tolist() == ["a / paper", "a / common", "b"]
+                                "settings_hash": ["h0", "h1", "h0"]})).tolist() == ["a / paper", "a / common", "b"]

@@ -202,3 +202,22 @@ def test_median_epoch_time_leaves_out_each_process_first_epoch():
     assert s["epoch_time_median_s"] == 2.0 and s["epoch_time_s"] == pytest.approx(61.0 / 5)
     one = summarize(rows[:1], {"val": 0, "epoch": None}, Protocol.from_dict({"epochs": 1}), True, "failed", [1])
     assert one["epoch_time_median_s"] is None
+
+
+def test_seeds_of_one_configuration_share_a_settings_hash_and_nothing_else_does():
+    """The report averages over seeds within one settings_hash: it must be equal across seeds
+    (the config hash, which keys checkpoints, is not) and differ for any changed setting."""
+    from debench.registry import model_info, model_meta
+    from debench.train.record import record_head
+
+    runtime = {"device": "cpu", "device_type": "cpu", "threads": 1, "channels_last": True, "amp": "off",
+               "compile": False, "precision": resolve_precision("off", "cpu", False)}
+
+    def head(seed, lr=0.1):
+        spec = {"experiment": "e", "model": "resnet20", "dataset": "cifar10", "seed": seed, "data_source": "npz"}
+        return record_head(spec, model_info("resnet20"), Protocol.from_dict({"epochs": 1, "lr": lr}).as_dict(),
+                           {"num_classes": 10}, model_meta("resnet20"), runtime, {"sha256": "abc"})
+
+    a, b, c = head(0), head(1), head(0, lr=0.05)
+    assert a["config_hash"] != b["config_hash"] and a["settings_hash"] == b["settings_hash"]
+    assert c["settings_hash"] != a["settings_hash"]

@@ -21,11 +21,7 @@ The record has the shape of a training run's ``metrics.json`` (``schema_version`
 
 from __future__ import annotations
 
-import copy
-import hashlib
-import inspect
 import json
-import re
 import statistics
 import time
 from pathlib import Path
@@ -34,42 +30,14 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from debench.registry import create_model, import_plugins, model_info
-from debench.train.measure import count_parameters, saved_activation_bytes
+from debench.registry import (constant_depth_twin, create_model, import_plugins, merged_model_args, model_info,
+                              model_meta)
+from debench.train.build import factory_kwargs
+from debench.train.record import config_hash
+from debench.train.measure import activation_probe_bytes, count_parameters
 from debench.train.protocol import Protocol
 
 ADAPTIVE = {"dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun", "tsit5"}
-_TWIN = re.compile(r"^(?:stochastic_depth_|shakedrop_|dropout_)?(.*?)(?:_sd)?$")
-
-
-def constant_depth_twin(name: str) -> str | None:
-    """The constant-depth model a stochastic-depth-style model is timed against, else None."""
-    twin = getattr(model_info(name), "constant_depth_twin", None) or _TWIN.match(name).group(1)
-    if twin == name:
-        return None
-    try:
-        model_info(twin)
-    except KeyError:
-        return None
-    return twin
-
-
-def factory_arguments(name: str, meta: dict[str, Any], model_args: dict[str, Any]) -> dict[str, Any]:
-    """Arguments the factory receives: signature defaults < registry extras < dataset < config."""
-    info = model_info(name)
-    sig = inspect.signature(info.factory)
-    takes_any = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
-    offered = {"num_classes": meta["num_classes"]}
-    if meta.get("kind", "image") == "image":
-        offered.update(in_channels=meta["shape"][-1], image_size=meta["shape"][0])
-    else:
-        offered["data_shape"] = list(meta["shape"])
-    defaults = {k: p.default for k, p in sig.parameters.items()
-                if p.default is not inspect.Parameter.empty}
-    given = {k: v for k, v in offered.items() if takes_any or k in sig.parameters}
-    return {**defaults, **info.defaults, **given, **model_args}
-
-
 def _jsonable(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=lambda o: list(o) if isinstance(o, tuple) else str(o)))
 
@@ -136,20 +104,18 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     def loss_of(m, xb, yb):
         return F.cross_entropy(m(xb), yb) if classify else m.training_loss(xb, yb)
 
-    args = factory_arguments(name, meta, spec.get("model_args", {}))
+    args = merged_model_args(name, factory_kwargs(name, meta, spec.get("model_args", {})))
     twin = constant_depth_twin(name)
     models = {}
     for n in [name] + ([twin] if twin else []):
         torch.manual_seed(seed)
-        kwargs = args if n == name else factory_arguments(n, meta, {})
+        kwargs = args if n == name else factory_kwargs(n, meta, {})
         models[n] = create_model(n, **kwargs).to(device).train()
     model = models[name]
 
     # ---- parameters, activation memory, NFE at initialisation --------------------------------
     params = count_parameters(model)
-    probe = copy.deepcopy(model)
-    act = saved_activation_bytes(lambda: loss_of(probe, x, y), exclude=list(probe.parameters()))
-    del probe
+    act = activation_probe_bytes(model, lambda probe: loss_of(probe, x, y))
     nfe = None
     stats = getattr(model, "debench_stats", None)
     if stats is not None:
@@ -173,9 +139,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     mean = statistics.mean(times[name])
     precision = {k: "fp32" for k in ("activation_memory", "nfe", "time", "params")}
     data_meta = {k: meta.get(k) for k in ("source", "sha256", "train_size", "test_size")}
-    meta_block = {"reference": [dict(r) for r in info.reference], "depth": _depth(name),
-                  "constant_depth_twin": twin, "compilable": info.compilable, "compiled": False,
-                  "module": info.factory.__module__}
+    meta_block = model_meta(name, compiled=False)
     hashed = {"kind": "measure", "protocol": protocol.as_dict(), "model_args": _jsonable(args), "model": name,
               "dataset": spec["dataset"], "seed": seed, "data_source": spec.get("data_source"),
               "data": data_meta, "device_type": device.type, "precision": precision}
@@ -186,7 +150,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
         "model": name, "dataset": spec["dataset"], "seed": seed,
         "family": info.family, "task": info.task, "paper": info.paper, "scheme": info.scheme,
         "metric": "params", "status": "ok", "status_detail": None,
-        "config_hash": hashlib.sha256(json.dumps(hashed, sort_keys=True, default=str).encode()).hexdigest()[:16],
+        "config_hash": config_hash(hashed), "settings_hash": config_hash({**hashed, "seed": None}),
         "params": params, "params_m": params / 1e6, "evals_per_forward": info.evals_per_forward,
         "activation_memory_mb": act / 2**20, "activation_batch_size": protocol.batch_size,
         "time_per_iter_s": mean, "time_per_iter_median_s": statistics.median(times[name]),
@@ -205,9 +169,3 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
-def _depth(name: str) -> int | None:
-    for sel in model_info(name).reference:
-        if str(sel.get("depth", "")).isdigit():
-            return int(sel["depth"])
-    found = re.search(r"[a-z](\d+)$", name)
-    return int(found.group(1)) if found else None

@@ -34,7 +34,7 @@ from debench.track.atomic import atomic_write_json, atomic_write_text
 log = logging.getLogger("debench.report")
 VERDICTS = ("reproduced", "not reproduced", "no published number", "not comparable")
 DEFAULT_TOLERANCES = {"test_error": 0.5, "bits_per_dim": 0.02}
-ROW_KEY = ["table", "experiment", "mode", "dataset", "model", "config_hash"]
+ROW_KEY = ["table", "experiment", "mode", "dataset", "model", "settings_hash"]
 __all__ = ["TABLE_TITLES", "VERDICTS", "aggregate", "aggregate_rows", "read_runs", "summarize", "t_interval"]
 read_runs = read_run_dirs
 

@@ -20,25 +20,25 @@ def config_labels(summary: pd.DataFrame, runs: pd.DataFrame) -> list[str]:
     """Per summary row: ``""`` when its model has one config hash, else ``<hash>: what differs``.
 
     Args:
-        summary: rows keyed by :data:`SAME_ROW` plus ``config_hash``.
+        summary: rows keyed by :data:`SAME_ROW` plus ``settings_hash``.
         runs: the run rows the summary was computed from.
 
     Returns:
         One label per summary row, in order.
     """
-    first = runs.drop_duplicates(SAME_ROW + ["config_hash"]).set_index(SAME_ROW + ["config_hash"]).sort_index()
+    first = runs.drop_duplicates(SAME_ROW + ["settings_hash"]).set_index(SAME_ROW + ["settings_hash"]).sort_index()
     settings = [c for c in runs.columns if c.startswith(SETTING_GROUPS)]
     labels = []
-    hashes = summary.groupby(SAME_ROW, dropna=False)["config_hash"].transform("nunique")
+    hashes = summary.groupby(SAME_ROW, dropna=False)["settings_hash"].transform("nunique")
     for (i, r), n in zip(summary.iterrows(), hashes):
         if n < 2:
             labels.append("")
             continue
         peers = first.loc[tuple(r[k] for k in SAME_ROW)]
         differ = [c for c in settings if peers[c].astype(str).nunique(dropna=False) > 1]
-        own = peers.loc[r["config_hash"]]
+        own = peers.loc[r["settings_hash"]]
         text = ", ".join(f"{c}={own[c]}" for c in differ) or "differs in settings the record does not list"
-        labels.append(f"{str(r['config_hash'])[:10]}: {text}")
+        labels.append(f"{str(r['settings_hash'])[:10]}: {text}")
     return labels
 
 

@@ -19,7 +19,7 @@ from debench.report.layout import (BAR_IN, PANEL_IN, WIDTH_IN, empty_figure, gro
                                    legend_height, log_x, panels, style)
 from debench.report.runs import adjoint_flag
 
-KEYS = ("table", "model", "dataset", "mode", "config_hash")  # one series: never averaged across configs
+KEYS = ("table", "model", "dataset", "mode", "settings_hash")  # one series: never averaged across configs
 
 
 def epoch_curves(runs: pd.DataFrame, runs_dir: Path | None) -> pd.DataFrame | None:

@@ -71,7 +71,7 @@ def _table_html(summary: pd.DataFrame, name: str) -> str:
 def _read_table(csv: Path) -> pd.DataFrame:
     if not csv.exists():
         return pd.DataFrame()
-    text = ("model", "dataset", "config_hash", "published_tag", "published_source", "adjoint", "constant_depth_model",
+    text = ("model", "dataset", "settings_hash", "published_tag", "published_source", "adjoint", "constant_depth_model",
             "fid_not_computed", "config", "tolerance", "params_verdict", "time_note")
     summary = pd.read_csv(csv, dtype={c: str for c in text})
     for col in text[2:]:

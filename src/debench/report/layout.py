@@ -65,7 +65,7 @@ def labels(rows: pd.DataFrame) -> pd.Series:
     out = rows["model"].astype(str)
     if "dataset" in rows and rows["dataset"].nunique() > 1:
         out = out + " / " + rows["dataset"].astype(str)
-    for col in ("mode", "config_hash"):
+    for col in ("mode", "settings_hash"):
         if col not in rows:
             continue
         value = rows[col].astype(str).str[:7]

@@ -11,7 +11,7 @@ import pandas as pd
 from debench.report.tables import NOT_RUN, TABLE_SPECS, TAIL, TableSpec, columns, side_keys
 from debench.track.atomic import atomic_write_text
 
-STATS = ["table", "experiment", "mode", "dataset", "model", "config_hash", "config", "family", "metric", "n",
+STATS = ["table", "experiment", "mode", "dataset", "model", "settings_hash", "config", "family", "metric", "n",
          "n_failed", "failed_statuses", "mean", "std", "ci95_low", "ci95_high"]
 PUBLISHED = ["published", "published_tag", "published_table", "published_source", "difference", "tolerance",
              "verdict"]

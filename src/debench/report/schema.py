@@ -19,10 +19,10 @@ from typing import Any
 
 SCHEMA_VERSION = 2
 REQUIRED = ("experiment", "dataset", "model", "seed", "schema_version", "status", "metric", "table", "comparable",
-            "family", "mode", "config_hash", "model_meta.reference", "model_meta.depth",
+            "family", "mode", "config_hash", "settings_hash", "model_meta.reference", "model_meta.depth",
             "model_meta.constant_depth_twin", "model_meta.compiled")
 NON_EMPTY = ("experiment", "dataset", "model", "seed", "schema_version", "status", "metric", "table", "comparable",
-             "family", "mode", "config_hash", "model_meta.reference", "model_meta.compiled")
+             "family", "mode", "config_hash", "settings_hash", "model_meta.reference", "model_meta.compiled")
 
 
 class ReportInputError(ValueError):

@@ -76,7 +76,11 @@ def record_head(spec: dict[str, Any], info: Any, protocol: dict[str, Any], model
         "runtime": {k: v for k, v in runtime.items() if k != "precision"},
         "precision": runtime["precision"], "data": {k: data_meta.get(k) for k in DATA_KEYS},
     }
-    head["config_hash"] = config_hash(hash_inputs(head, spec.get("data_source")))
+    inputs = hash_inputs(head, spec.get("data_source"))
+    head["config_hash"] = config_hash(inputs)
+    # the same settings without the seed: the seeds of one configuration share it, and the report
+    # averages over seeds only within one settings_hash (never across different settings)
+    head["settings_hash"] = config_hash({**inputs, "seed": None})
     return head
 
 
