@@ -6,7 +6,9 @@ import torch
 from debench.registry import create_model, list_models, model_info
 from debench.train.measure import count_parameters
 
-OWN = list_models(family="discrete") + list_models("lm_resnet*_sd")
+# the discrete package's own models (the MNIST MLP baselines are tested in tests/test_measurement.py)
+OWN = [n for n in list_models(family="discrete") if model_info(n).module.startswith("debench.models.discrete")] \
+    + list_models("lm_resnet*_sd")
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -95,7 +97,7 @@ def test_revnet_counts_follow_official_config(depth, units, filters, bottleneck)
 @pytest.mark.parametrize("kind", ["hamiltonian", "midpoint", "leapfrog"])
 def test_chang_counts(kind):
     # the authors' layout; derived by hand in tests/test_faithful_chang.py
-    from test_faithful_chang import authors_count
+    from tests.test_faithful_chang import authors_count
 
     for depth in (38, 74, 110):
         assert count_parameters(create_model(f"{kind}{depth}")) == authors_count(kind, depth)
