@@ -207,15 +207,6 @@ def test_merge_runs_dedupes_newest_wins_and_is_atomic(tmp_path):
 def test_stored_results_rebuild_deterministically(tmp_path):
     if not STORED.exists():
         pytest.skip("results/published/runs.csv is not in this checkout")
-    assert "not comparable" in (STORED.parent / "README.md").read_text()
-    header = STORED.read_text().splitlines()[0].split(",")
-    if "model_meta.reference" not in header:
-        # rows older than run-record schema 2 are refused by name until the file is rebuilt from new records
-        rc = main(["regenerate", "--runs-csv", str(STORED), "--out", str(tmp_path / "old")])
-        assert rc == 2 and not (tmp_path / "old").exists()
-        with pytest.raises(RunRecordError, match="missing column.*model_meta.reference"):
-            read_runs_csv(STORED)
-        return
     regenerate(STORED, tmp_path / "a", PUBLISHED)
     aggregate_rows(read_runs_csv(STORED), PUBLISHED, tmp_path / "b", DEFAULT_TOLERANCES)
     info = json.loads((tmp_path / "a" / "tables" / "summary.json").read_text())
@@ -223,6 +214,13 @@ def test_stored_results_rebuild_deterministically(tmp_path):
     for name in sorted(p.name for p in (tmp_path / "a" / "tables").iterdir()):
         assert (tmp_path / "a" / "tables" / name).read_bytes() == (tmp_path / "b" / "tables" / name).read_bytes()
     assert (tmp_path / "a" / "runs.csv").read_bytes() == STORED.read_bytes()
+    # every count in results/published/README.md is the one the committed runs.csv gives
+    readme = (STORED.parent / "README.md").read_text()
+    both = {v: info["verdicts"].get(v, 0) + info.get("measurement_verdicts", {}).get(v, 0)
+            for v in ("reproduced", "not reproduced", "no published number")}
+    assert (f"| verdicts | reproduced {both['reproduced']}, not reproduced {both['not reproduced']}, "
+            f"no published number {both['no published number']}, not yet run {info['not_yet_run_rows']} |") in readme
+    assert f"| runs | {info['runs']} ({info['runs_ok']} ok, {info['runs_failed']} failed) |" in readme
 
 
 def test_merged_artifacts_travel_with_runs_csv(tmp_path):
