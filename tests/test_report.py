@@ -16,7 +16,6 @@ from debench.report.html import build_report
 from debench.report.plots import PLOTS
 from debench.report.regenerate import regenerate
 from debench.report.runs import merge_runs, read_runs_csv
-from debench.report.schema import RunRecordError
 from debench.report.tables import NOT_RUN, TABLE_NAMES
 from tests.conftest import ROOT
 from tests.report_records import record

@@ -88,7 +88,9 @@ def train_spec(wildcards, input, output):
         checkpoints=f"{RESULTS}/checkpoints/{wildcards.experiment}/{wildcards.dataset}/{wildcards.model}/seed{wildcards.seed}",
         tracking={"enabled": config["mlflow"]["enabled"], "uri": tracking_uri()},
     )
-    if config["experiments"][wildcards.experiment].get("kind", "train") != "train":  # train specs unchanged
+    if (
+        config["experiments"][wildcards.experiment].get("kind", "train") != "train"
+    ):  # train specs unchanged
         spec["kind"] = config["experiments"][wildcards.experiment]["kind"]
     return json.dumps(spec, sort_keys=True)
 
