@@ -136,7 +136,10 @@ def test_fractional_cost_figure_reads_steps_and_order_from_the_records_and_says_
 
     rows = pd.DataFrame([{"model": f"frac_ode_cifar_a05_n{n}", "dataset": "cifar10", "table": "future",
                           "model_args.steps": n, "model_args.alpha": 0.5, "activation_memory_mb": 2.0 * n,
-                          "batch_size": 16, "epoch_time_s": 0.1 * n} for n in (4, 8)]
+                          "batch_size": 16, "epoch_time_s": 0.1 * n, "stored_states": n + 1.0} for n in (4, 8)]
+                        + [{"model": "levy_sde_cifar_a15", "dataset": "cifar10", "table": "neural_sde",
+                            "model_args.steps": 10, "model_args.alpha": 1.5, "activation_memory_mb": 9.0,
+                            "batch_size": 16, "epoch_time_s": 1.0, "stored_states": None}]
                         + [{"model": "ndde_cifar", "dataset": "cifar10", "table": "future", "model_args.steps": None,
                             "model_args.alpha": None, "activation_memory_mb": 5.0, "batch_size": 16,
                             "epoch_time_s": 1.0}])
@@ -144,5 +147,5 @@ def test_fractional_cost_figure_reads_steps_and_order_from_the_records_and_says_
     memory = fig.axes[0]
     assert list(memory.lines[0].get_ydata()) == [0.5, 1.0] and len(memory.lines) == 1
     assert layout_problems(fig) == []
-    empty = fractional_cost(rows[rows["model"] == "ndde_cifar"], None)
+    empty = fractional_cost(rows[~rows["model"].str.startswith("frac")], None)
     assert "no fractional-model runs" in empty.axes[0].texts[0].get_text()

@@ -222,8 +222,10 @@ def robustness(ok, runs_dir):
 def fractional_cost(ok, runs_dir):
     """Activation memory per example and seconds per epoch of the fractional models against their
     Grünwald-Letnikov steps (the record's ``model_args.steps`` and ``model_args.alpha``), one line
-    per order and dataset: every past state enters every step, so memory grows with the steps."""
-    need = ["model_args.steps", "model_args.alpha", "activation_memory_mb", "batch_size"]
+    per order and dataset: every past state enters every step, so memory grows with the steps. The
+    fractional runs are the records with ``stored_states`` (the past states a forward keeps); other
+    models have ``steps`` and ``alpha`` arguments too (the Lévy SDEs' stability index)."""
+    need = ["stored_states", "model_args.steps", "model_args.alpha", "activation_memory_mb", "batch_size"]
     rows = ok.dropna(subset=need) if set(need) <= set(ok.columns) else ok.iloc[:0]
     if rows.empty:
         return empty_figure("no fractional-model runs (model_args.steps and alpha)")
