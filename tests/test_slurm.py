@@ -214,6 +214,7 @@ def _small_config(project: Path) -> Path:
     cfg = yaml.safe_load((project / "config" / "smoke.yaml").read_text())
     exp = cfg["experiments"]["smoke_discrete"]
     exp["models"] = MODELS
+    exp["model_args"] = {m: a for m, a in (exp.get("model_args") or {}).items() if m in MODELS}
     cfg["experiments"] = {"smoke_discrete": exp}
     cfg["seeds"] = [0, 1]
     path = project / "config" / "slurm_test.yaml"
