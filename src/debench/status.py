@@ -51,13 +51,11 @@ def expected_runs(config_path: Path) -> tuple[str, list[tuple]]:
     """``(preset, [(experiment, dataset, model, seed), ...])`` the config at ``config_path`` asks for.
 
     Raises:
-        debench.errors.ConfigError: the config names an unknown model (the key is named).
+        debench.errors.ConfigError: the config is unreadable or invalid (the file and key are named).
     """
-    from debench.config import expand_runs
-    from debench.registry import import_plugins
+    from debench.config import expand_runs, load_config
 
-    config = yaml.safe_load(config_path.read_text())
-    import_plugins(config.get("plugins", []))
+    config = load_config(config_path)  # validated with defaults, as the workflow reads it
     runs = [(r["experiment"], r["dataset"], r["model"], r["seed"]) for r in expand_runs(config)]
     return str(config["preset"]), runs
 
