@@ -17,6 +17,18 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/report.smk"
 
 
+onstart:
+    start_fork_server()
+
+
+onsuccess:
+    stop_fork_server()
+
+
+onerror:
+    stop_fork_server()
+
+
 rule all:
     input:
         get_final_output(),

@@ -10,7 +10,10 @@ Each measurement is a fresh process, timed from outside, median of ``--repeats``
 * the smoke preset's training job (batch 16, 8 steps, evaluation, activation probe, checkpoint,
   metrics.json) with tracking off and with an MLflow SQLite store, each both as ``debench train``
   runs it (leaving with ``os._exit`` once its outputs are durable) and with the interpreter's
-  normal teardown (``sys.exit(main(...))``).
+  normal teardown (``sys.exit(main(...))``);
+* the same job with MLflow, handed by ``debench train`` to a preloaded fork server
+  (``debench.forkserver``, what a local Snakemake run does), which is started once before the
+  repeats and warmed up by one untimed job.
 
 Variants run alternately within each repeat, so machine load hits all of them alike.
 """
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -30,9 +34,9 @@ from pathlib import Path
 NORMAL_EXIT = "import sys; from debench.cli import main; sys.exit(main(sys.argv[1:]))"
 
 
-def timed(cmd: list[str]) -> float:
+def timed(cmd: list[str], env: dict[str, str] | None = None) -> float:
     start = time.perf_counter()
-    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     elapsed = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd[:4])}... failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
@@ -46,7 +50,9 @@ def main() -> None:
     args = parser.parse_args()
     py = sys.executable
     work = Path(tempfile.mkdtemp(prefix="debench-overhead-"))
+    server = None
     try:
+        from debench import forkserver
         from debench.data.cache import prepare_dataset
         from debench.track.tracker import init_store
 
@@ -83,12 +89,18 @@ def main() -> None:
             "train, MLflow SQLite, normal exit": train_cmd(True, False),
             "train, MLflow SQLite, debench train": train_cmd(True, True),
         }
+        server = forkserver.start(work / "fork_server.log")
+        fork_env = dict(os.environ)
+        os.environ.pop(forkserver.ENV)  # only the fork-server variant uses it
+        fork = "train, MLflow SQLite, fork server"
+        variants[fork] = train_cmd(True, True)
+        timed(variants[fork], fork_env)  # the server's imports happen here, untimed
         times: dict[str, list[float]] = {k: [] for k in variants}
         for r in range(args.repeats):
             for name, cmd in variants.items():
                 shutil.rmtree(work / "run", ignore_errors=True)
                 shutil.rmtree(work / "ckpt", ignore_errors=True)  # every job trains from scratch
-                times[name].append(timed(cmd))
+                times[name].append(timed(cmd, fork_env if name == fork else None))
             print(f"repeat {r + 1}/{args.repeats} done", file=sys.stderr)
         print(f"{args.model}, smoke-preset job (batch 16, 8 steps), 1 thread; median of {args.repeats} "
               "alternated repeats, seconds of wall time per process")
@@ -101,7 +113,11 @@ def main() -> None:
               " s (tracking off)")
         print(f"cost of MLflow tracking per job: "
               f"{med['train, MLflow SQLite, debench train'] - med['train, tracking off, debench train']:.2f} s")
+        print(f"fork server against a process of its own (MLflow SQLite): {med[fork]:.2f} s against "
+              f"{med['train, MLflow SQLite, debench train']:.2f} s per job, "
+              f"{med['train, MLflow SQLite, debench train'] / med[fork]:.1f}x faster")
     finally:
+        forkserver.stop(server)
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -84,6 +84,11 @@ def test_smoke_dag_end_to_end(tmp_path):
     tracked = client.search_runs(list(ids.values()))
     assert len(tracked) == len(runs)
     assert all(client.get_metric_history(r.info.run_id, "train_loss") for r in tracked)
+    # every training job was forked from the run's preloaded server (debench.forkserver), now ended
+    server_log = (results / "logs" / "fork_server.log").read_text()
+    assert server_log.count(": debench train") == len(runs), server_log[-2000:]
+    sock = re.search(r"fork server: (\S+) ready", server_log).group(1)
+    assert not Path(sock).exists()
     # the same DAG builds Snakemake's own report
     rep = subprocess.run(SNAKEMAKE + ["--cores", "1", "--configfile", str(config), "--report", "report.zip"],
                          cwd=project, capture_output=True, text=True, timeout=600)

@@ -1,4 +1,4 @@
-"""The ``debench`` command: train, prepare-data, models, track, mlflow-server, aggregate, report, status."""
+"""The ``debench`` command: train, prepare-data, models, track, mlflow-server, aggregate, report, status, fork-server."""
 
 from __future__ import annotations
 
@@ -215,6 +215,13 @@ def cmd_status(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fork_server(a: argparse.Namespace) -> int:
+    from debench.forkserver import serve
+
+    serve(a.socket, parent_pid=a.parent_pid, idle_s=a.idle_s)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     p = argparse.ArgumentParser(prog="debench", description=__doc__)
@@ -328,6 +335,13 @@ def main(argv: list[str] | None = None) -> int:
     st.add_argument("-v", "--verbose", action="store_true", help="also list each failed run and its log")
     st.set_defaults(func=cmd_status)
 
+    fs = sub.add_parser("fork-server", help="preload torch, MLflow and debench once and fork each `debench train` "
+                        "of this host from it (the Snakefile starts one per local workflow; debench.forkserver)")
+    fs.add_argument("--socket", required=True, help="the Unix socket to listen on")
+    fs.add_argument("--parent-pid", type=int, default=None, help="end, once idle, when this process has ended")
+    fs.add_argument("--idle-s", type=float, default=900.0, help="end after this many seconds without a job")
+    fs.set_defaults(func=cmd_fork_server)
+
     a = p.parse_args(argv)
     try:
         return a.func(a)
@@ -348,6 +362,12 @@ def run() -> None:
     torch.compile statistics) have nothing to do for a run ended through the client. An
     exception still unwinds and exits normally, with its traceback.
     """
+    if len(sys.argv) > 1 and sys.argv[1] == "train":
+        from debench.forkserver import delegate  # a local DAG's preloaded fork server, if any
+
+        code = delegate(sys.argv[1:])
+        if code is not None:
+            sys.exit(code)
     code = main()
     if len(sys.argv) > 1 and sys.argv[1] == "train":
         logging.shutdown()

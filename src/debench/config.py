@@ -201,6 +201,9 @@ def load_config(path: Path) -> dict:
 # reruns exactly the runs it changes. Paths, the tracking URI and plugins change no result.
 IDENTITY_KEYS = ("experiment", "preset", "table", "mode", "comparable", "model", "dataset", "seed",
                  "protocol", "model_args", "runtime", "data_source", "timed_with")
+# how and where a job runs changes no number: packing jobs onto a GPU or forking them from a
+# preloaded server must not retrain them
+RUNTIME_NOT_IDENTITY = ("jobs_per_gpu", "fork_server")
 
 
 def run_identity(config: dict, experiment: str, dataset: str, model: str, seed: int) -> dict[str, Any]:
@@ -216,8 +219,7 @@ def run_identity(config: dict, experiment: str, dataset: str, model: str, seed: 
     spec = run_spec(config, experiment, dataset, model, seed, cache="", metrics="", checkpoints="",
                     tracking={})
     identity = {k: spec[k] for k in IDENTITY_KEYS}
-    # where a job runs changes no number: packing jobs onto a GPU must not retrain them
-    identity["runtime"] = {k: v for k, v in spec["runtime"].items() if k != "jobs_per_gpu"}
+    identity["runtime"] = {k: v for k, v in spec["runtime"].items() if k not in RUNTIME_NOT_IDENTITY}
     data = config.get("data", {})
     source = data.get("source")
     identity["data"] = {"source": source, "synthetic": data.get("synthetic") if source == "synthetic" else None,

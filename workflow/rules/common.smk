@@ -5,6 +5,7 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
+from debench import forkserver
 from debench.config import (
     check_config,
     data_dir,
@@ -44,6 +45,21 @@ wildcard_constraints:
     dataset=r"[A-Za-z0-9_]+",
     model=r"[A-Za-z0-9_]+",
     seed=r"\d+",
+
+
+# the server of a local run (debench.forkserver): onstart starts it, onsuccess/onerror stop it
+FORK_SERVER = []
+
+
+def start_fork_server():
+    """A local run forks its training jobs from one preloaded server (config runtime.fork_server)."""
+    if workflow.local_exec and config["runtime"].get("fork_server", True):
+        FORK_SERVER.append(forkserver.start(f"{RESULTS}/logs/fork_server.log"))
+
+
+def stop_fork_server():
+    while FORK_SERVER:
+        forkserver.stop(FORK_SERVER.pop())
 
 
 def tracking_uri():
