@@ -166,8 +166,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def dump_experiment_page(tmp_path: Path, uri: str, exp_id: str, app_args: list[str]) -> str:
-    """DOM of ``/#/experiments/<id>`` (no query) in a fresh headless Chromium, served as `make mlflow-ui` does."""
+def dump_experiment_page(tmp_path: Path, uri: str, exp_id: str, app_args: list[str]) -> tuple[str, str]:
+    """The served index.html, and the DOM of ``/#/experiments/<id>`` (no query) in a fresh headless
+    Chromium, with the UI started as `make mlflow-ui` starts it."""
     port = _free_port()
     server = subprocess.Popen([sys.executable, "-m", "mlflow", "ui", *app_args, "--host", "127.0.0.1",
                                "--port", str(port), "--backend-store-uri", uri, "--workers", "1"], cwd=tmp_path,
@@ -177,6 +178,7 @@ def dump_experiment_page(tmp_path: Path, uri: str, exp_id: str, app_args: list[s
         while True:
             try:
                 urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+                index = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10).read().decode()
                 break
             except OSError:
                 assert time.time() < deadline and server.poll() is None, "mlflow ui did not start"
@@ -190,7 +192,7 @@ def dump_experiment_page(tmp_path: Path, uri: str, exp_id: str, app_args: list[s
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
     assert out.returncode == 0, out.stderr[-1500:]
-    return out.stdout
+    return index, out.stdout
 
 
 @pytest.mark.slow  # store, server start and a browser: ~25 s on the shared 2-core machine
@@ -198,8 +200,12 @@ def dump_experiment_page(tmp_path: Path, uri: str, exp_id: str, app_args: list[s
 def test_mlflow_ui_opens_an_experiment_on_its_runs_table_with_the_metrics(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert ui.server_args() == ["--app-name", "debench"], "pip install -e . registers the mlflow.app entry point"
+    from mlflow.tracking import MlflowClient
+
     uri, exp_id, _ = tracked_run(tmp_path)
-    dom = dump_experiment_page(tmp_path, uri, exp_id, ui.server_args())
+    untagged = MlflowClient(uri).create_experiment("not-debench")
+    index, dom = dump_experiment_page(tmp_path, uri, exp_id, ui.server_args())
+    assert json.dumps(ui.view_state_key(exp_id)) in index and json.dumps(ui.view_state_key(untagged)) not in index
     assert "<title>Runs - Experiment" in dom and "resnet20-seed0" in dom, dom[-3000:]
     for metric, value in METRICS.items():
         assert f'data-testid="sort-header-{metric}"' in dom, f"no {metric} column: {dom[-3000:]}"
