@@ -128,7 +128,8 @@ def test_the_plugin_serves_index_html_with_the_script_before_mlflows_own(tmp_pat
     assert html.index(ui.WORKFLOW_KEY) < html.index('src="main.js"') and json.dumps(ML_VIEW) in html
     # no validators: a browser that cached MLflow's plain page cannot revalidate into it
     assert plain.headers.get("ETag") is None and plain.headers.get("Last-Modified") is None
-    revalidated = client.get("/", headers={"If-None-Match": "*", "If-Modified-Since": "Sun, 29 Nov 2099 00:00:00 GMT"})
+    revalidated = client.get("/", headers={"If-None-Match": "*",
+                                           "If-Modified-Since": "Sun, 29 Nov 2099 00:00:00 GMT"})
     assert revalidated.status_code == 200 and ui.WORKFLOW_KEY in revalidated.get_data(as_text=True)
     assert ui.install(app) is app and client.get("/").get_data(as_text=True).count(ui.WORKFLOW_KEY) == 1
 
@@ -142,7 +143,7 @@ def test_an_unreadable_store_still_opens_on_model_training(tmp_path, caplog):
     assert "store is down" in caplog.text
 
 
-def test_an_mlflow_without_the_index_view_is_named(tmp_path):
+def test_an_mlflow_without_the_index_view_is_named():
     from flask import Flask
 
     with pytest.raises(RuntimeError, match="'serve' view"):
@@ -153,11 +154,13 @@ def test_debench_mlflow_server_loads_the_plugin(tmp_path, monkeypatch):
     from debench import cli
 
     started = []
-    monkeypatch.setattr(subprocess, "Popen", lambda cmd, **kw: started.append(cmd) or SimpleNamespace(pid=-1, wait=lambda: 0))
+    monkeypatch.setattr(subprocess, "Popen",
+                        lambda cmd, **kw: started.append(cmd) or SimpleNamespace(pid=-1, wait=lambda: 0))
     monkeypatch.setattr(os, "killpg", lambda *a: None)
     monkeypatch.setattr(signal, "signal", lambda *a: None)
     assert cli.main(["mlflow-server", "--root", str(tmp_path), "--port", "5999"]) == 0
-    assert "--app-name" in started[0] and started[0][started[0].index("--app-name") + 1] == "debench"
+    assert "--app-name" in started[0], "the mlflow.app entry point is not installed (pip install -e .)"
+    assert started[0][started[0].index("--app-name") + 1] == "debench"
 
 
 def _free_port() -> int:
@@ -186,7 +189,8 @@ def dump_experiment_page(tmp_path: Path, uri: str, exp_id: str, app_args: list[s
         out = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
                               "--disable-background-networking", "--disable-component-update", "--disable-sync",
                               f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=30000",
-                              "--window-size=1600,1000", "--dump-dom", f"http://127.0.0.1:{port}/#/experiments/{exp_id}"],
+                              "--window-size=1600,1000", "--dump-dom",
+                              f"http://127.0.0.1:{port}/#/experiments/{exp_id}"],
                              capture_output=True, text=True, timeout=90)
     finally:
         os.killpg(server.pid, signal.SIGTERM)
