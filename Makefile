@@ -27,16 +27,17 @@ lint: $(VENV)/.installed
 survey-dry-run: $(VENV)/.installed
 	snakemake -n --cores 1
 
-# MLflow 3.17's UI opens on its GenAI view unless the link says workflowType=machine_learning
-# (debench's experiments are also tagged mlflow.experimentKind=custom_model_development).
+# `--app-name debench` loads debench's MLflow UI plugin (src/debench/track/ui.py): experiments open
+# on their runs table with accuracy, NFE and memory columns, unless the browser holds the user's own choice.
 MLFLOW_UI_STORE = $(abspath results/$(or $(PRESET),smoke))
 mlflow-ui: $(VENV)/.installed
-	@echo "open http://127.0.0.1:5000/#/experiments?workflowType=machine_learning"
-	mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///$(MLFLOW_UI_STORE)/mlflow.db \
+	@echo "open http://127.0.0.1:5000"
+	mlflow ui --app-name debench --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///$(MLFLOW_UI_STORE)/mlflow.db \
 	    --artifacts-destination $(MLFLOW_UI_STORE)/mlartifacts
 
 # a shared tracking server for parallel or cluster jobs (README, "Run on a cluster"); jobs use
 # MLFLOW_TRACKING_URI=http://<host>:$(MLFLOW_PORT). MLFLOW_STORE: any SQLAlchemy URI (default SQLite).
+# Its UI loads the same plugin as mlflow-ui.
 MLFLOW_PORT ?= 5000
 mlflow-server: $(VENV)/.installed
 	debench mlflow-server --port $(MLFLOW_PORT) $(if $(MLFLOW_STORE),--backend-store-uri '$(MLFLOW_STORE)')

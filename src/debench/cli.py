@@ -110,6 +110,7 @@ def cmd_mlflow_server(a: argparse.Namespace) -> int:
     import subprocess
 
     from debench.track.tracker import redact
+    from debench.track.ui import server_args
 
     root = Path(a.root).resolve()
     uri = a.backend_store_uri or f"sqlite:///{root / 'mlflow.db'}"
@@ -119,7 +120,7 @@ def cmd_mlflow_server(a: argparse.Namespace) -> int:
     workers = a.workers or (1 if uri.startswith("sqlite:") else 4)  # SQLite takes one writer at a time
     cmd = [sys.executable, "-m", "mlflow", "server", "--host", a.host, "--port", str(a.port),
            "--backend-store-uri", uri, "--serve-artifacts", "--artifacts-destination", artifacts,
-           "--workers", str(workers)]
+           "--workers", str(workers), *server_args()]
     if a.allowed_hosts:
         cmd += ["--allowed-hosts", a.allowed_hosts]
     print(f"MLflow server on http://{a.host}:{a.port} (store {redact(uri)}, artifacts {artifacts}); "
