@@ -128,7 +128,7 @@ def test_server_stopped_mid_run_then_sync_completes_the_store(tmp_path, syntheti
     run = active[0]
     assert run.info.status == "FINISHED" and run.data.tags["debench.status"] == "ok"
     assert run.data.tags["debench.replaces_run"] == first_id
-    assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "train_loss")) == [0, 1, 2, 3, 4]
+    assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "epoch/train_loss")) == [1, 2, 3, 4]
     assert run.data.metrics["test_accuracy"] == pytest.approx(rec["test_accuracy"])
     assert run.data.params["protocol.epochs"] == "4" and run.data.params["config_hash"] == rec["config_hash"]
     assert {"metrics.json", "epochs.csv"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
@@ -198,7 +198,7 @@ def test_resumed_run_continues_its_mlflow_run(tmp_path, synthetic_cache, die_at)
     runs = client.search_runs([ids["resume"]])
     assert [r.info.run_id for r in runs] == [first.info.run_id] == [rec["mlflow_run_id"]]
     assert runs[0].info.status == "FINISHED"
-    steps = {m.step for m in client.get_metric_history(rec["mlflow_run_id"], "train_loss")}
+    steps = {m.step for m in client.get_metric_history(rec["mlflow_run_id"], "epoch/train_loss")}
     assert steps == {1, 2, 3}  # every epoch once, none lost (the final summary has no train_loss)
 
 
@@ -253,7 +253,8 @@ def test_eight_concurrent_writers_lose_nothing(tmp_path, synthetic_cache, store)
         for seed, run in by_seed.items():
             rec = json.loads((runs / "crowd" / "cifar10" / "resnet20" / f"seed{seed}" / "metrics.json").read_text())
             assert run.info.status == "FINISHED" and rec["mlflow_run_id"] == run.info.run_id
-            for key, steps in (("test_accuracy", [0, 1, 2]), ("train_loss", [1, 2]), ("lr", [1, 2])):
+            for key, steps in (("test_accuracy", [0]), ("epoch/test_accuracy", [1, 2]), ("epoch/train_loss", [1, 2]),
+                               ("epoch/lr", [1, 2])):
                 assert sorted(m.step for m in client.get_metric_history(run.info.run_id, key)) == steps, (seed, key)
             assert run.data.metrics["test_accuracy"] == pytest.approx(rec["test_accuracy"])
         # nothing is left for sync to upload

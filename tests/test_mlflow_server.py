@@ -85,9 +85,10 @@ def test_concurrent_jobs_against_a_server(tmp_path, synthetic_cache, server):
         rec = json.loads((tmp_path / f"s{run.data.params['seed']}" / "run" / "metrics.json").read_text())
         assert rec["mlflow_run_id"] == run.info.run_id
         steps = {key: sorted(m.step for m in client.get_metric_history(run.info.run_id, key))
-                 for key in ("test_accuracy", "test_loss", "train_loss")}
+                 for key in ("test_accuracy", "epoch/test_accuracy", "epoch/test_loss", "epoch/train_loss")}
         # per epoch (steps 1, 2) and, for the summary metric, the final record (step 0)
-        assert steps == {"test_accuracy": [0, 1, 2], "test_loss": [1, 2], "train_loss": [1, 2]}
+        assert steps == {"test_accuracy": [0], "epoch/test_accuracy": [1, 2], "epoch/test_loss": [1, 2],
+                         "epoch/train_loss": [1, 2]}
         assert run.data.metrics["test_accuracy"] == pytest.approx(rec["test_accuracy"])
         # artifacts went through the server into its artifact folder
         assert {"metrics.json", "epochs.csv"} <= {a.path for a in client.list_artifacts(run.info.run_id)}

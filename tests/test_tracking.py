@@ -35,8 +35,9 @@ def test_parallel_training_processes_all_tracked(tmp_path, synthetic_cache):
     assert not client.search_runs([client.get_experiment_by_name("Default").experiment_id])
     for run in runs:
         assert run.info.status == "FINISHED"
-        history = client.get_metric_history(run.info.run_id, "test_accuracy")
-        assert sorted(m.step for m in history) == [0, 1, 2]  # two epochs and the final summary
+        history = client.get_metric_history(run.info.run_id, "epoch/test_accuracy")
+        assert sorted(m.step for m in history) == [1, 2]  # two epochs
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "test_accuracy")] == [0]  # the record
         assert run.data.params["protocol.epochs"] == "2"
         assert {"metrics.json", "epochs.csv"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
         seed = run.data.params["seed"]
@@ -60,3 +61,23 @@ def test_unreachable_server_does_not_stop_training(tmp_path, synthetic_cache, ca
     assert rec["status"] == "ok" and rec["mlflow_run_id"] is None
     assert (tmp_path / "run" / "metrics.json").exists()
     assert "tracking is off" in caplog.text
+
+
+@pytest.mark.slow  # an SQLite store's schema migration: 5-9 s on the shared 2-core machine
+def test_the_runs_table_shows_the_reported_number_not_the_last_epochs(tmp_path):
+    # under select_by: best_val the reported test accuracy is the selected epoch's, not the last
+    # one's; MLflow's runs table shows a metric's value at its highest step
+    from debench.track.tracker import EPOCH_PREFIX, MlflowTracker
+
+    uri = default_tracking_uri(tmp_path)
+    exp = init_store(uri, ["sel"])["sel"]
+    tracker = MlflowTracker(uri, exp, "sel")
+    tracker.start("m-seed0", {}, {})
+    tracker.log_epoch({"test_accuracy": 80.0, "val_accuracy": 70.0}, step=1)
+    tracker.log_epoch({"test_accuracy": 90.0, "val_accuracy": 60.0}, step=2)
+    tracker.finish({"test_accuracy": 80.0}, [], "ok")
+    client = mlflow.tracking.MlflowClient(uri)
+    run = client.get_run(tracker.run_id)
+    assert run.data.metrics["test_accuracy"] == 80.0
+    history = client.get_metric_history(tracker.run_id, f"{EPOCH_PREFIX}test_accuracy")
+    assert [(m.step, m.value) for m in sorted(history, key=lambda m: m.step)] == [(1, 80.0), (2, 90.0)]

@@ -83,7 +83,7 @@ def test_smoke_dag_end_to_end(tmp_path):
     ids = json.loads((results / "mlflow" / "experiments.json").read_text())["experiment_ids"]
     tracked = client.search_runs(list(ids.values()))
     assert len(tracked) == len(runs)
-    assert all(client.get_metric_history(r.info.run_id, "train_loss") for r in tracked)
+    assert all(client.get_metric_history(r.info.run_id, "epoch/train_loss") for r in tracked)
     # every training job was forked from the run's preloaded server (debench.forkserver), now ended
     server_log = (results / "logs" / "fork_server.log").read_text()
     assert server_log.count(": debench train") == len(runs), server_log[-2000:]

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from debench.track.atomic import atomic_write_json
-from debench.track.tracker import cap_http_retries, ensure_experiment, hide_credentials_from_mlflow, redact
+from debench.track.tracker import EPOCH_PREFIX, cap_http_retries, ensure_experiment, hide_credentials_from_mlflow, redact
 
 log = logging.getLogger("debench.track")
 _NOT_METRICS = ("schema_version", "seed", "epoch", "step")
@@ -124,8 +124,8 @@ def _upload(client: Any, path: Path, rec: dict[str, Any], replaces: str | None) 
     for i in range(0, len(params), 100):
         client.log_batch(run_id, params=params[i:i + 100])
     now = int(time.time() * 1000)
-    metrics = [Metric(k, v, now, int(row["epoch"])) for row in _epoch_rows(path.parent / "epochs.csv")
-               for k, v in row.items() if k != "epoch"]
+    metrics = [Metric(EPOCH_PREFIX + k, v, now, int(row["epoch"])) for row in _epoch_rows(path.parent / "epochs.csv")
+               for k, v in row.items() if k != "epoch"]  # as the live run logs them (debench.track.tracker)
     metrics += [Metric(k, v, now, 0) for k, v in _final_metrics(rec).items()]
     for i in range(0, len(metrics), 1000):
         client.log_batch(run_id, metrics=metrics[i:i + 1000])

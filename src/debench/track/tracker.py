@@ -123,6 +123,9 @@ class MlflowTracker:
             self._call("log params", self.client.log_batch, self.run_id, params=batch[i:i + 100])
 
     def log_epoch(self, metrics: dict[str, float], step: int) -> None:
+        self._log({EPOCH_PREFIX + k: v for k, v in metrics.items()}, step)
+
+    def _log(self, metrics: dict[str, float], step: int) -> None:
         if self.run_id is None:
             return
         from mlflow.entities import Metric
@@ -134,7 +137,7 @@ class MlflowTracker:
     def finish(self, metrics: dict[str, float], artifacts: list[Path], status: str) -> None:
         if self.run_id is None:
             return
-        self.log_epoch(metrics, step=0)
+        self._log(metrics, step=0)
         for path in artifacts:
             if Path(path).exists():
                 self._call("log artifact", self.client.log_artifact, self.run_id, str(path))
@@ -151,6 +154,11 @@ def _is_number(v: Any) -> bool:
 
 # MLflow 3's mark of a model-training (not GenAI) experiment, read by its UI when choosing an
 # experiment's view (MLflow 3.17's global GenAI/training switch overrides it: README, "MLflow").
+# Per-epoch values are logged as "epoch/<key>" at steps 1..N, the run's reported numbers (those of
+# metrics.json) under their own names at step 0. MLflow's runs table shows a metric's value at its
+# highest step, so one name for both would show the last epoch's value where the run reports the
+# selected epoch's (select_by: best_val); the UI's charts group the "epoch/" curves together.
+EPOCH_PREFIX = "epoch/"
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 
 
