@@ -217,7 +217,7 @@ def cmd_status(a: argparse.Namespace) -> int:
 
 
 def cmd_fork_server(a: argparse.Namespace) -> int:
-    from debench.forkserver import serve
+    from debench.forkserver.server import serve
 
     serve(a.socket, parent_pid=a.parent_pid, idle_s=a.idle_s)
     return 0

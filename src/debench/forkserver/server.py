@@ -1,23 +1,4 @@
-"""A fork server for the training jobs of a local DAG: torch, MLflow and debench imported once.
-
-Snakemake runs every job as its own process. A smoke-preset job trains for well under a second
-but spends about three seconds importing torch, ``torch._dynamo`` (which ``torch.optim`` pulls in
-on the first optimizer) and MLflow's SQL store (``benchmarks/job_overhead.py`` shows the split).
-On the 2-core CPU that is most of the smoke DAG's time, and on a GPU it is the fixed cost of every
-short run. So a local workflow starts one server (``debench fork-server``, from the Snakefile's
-``onstart``) that imports all of that once; ``debench train`` then hands its arguments, working
-directory, environment and standard streams to the server over a Unix socket, and the server
-forks a child that runs exactly ``debench train`` as its own process would, and sends back the
-child's exit status. The client passes its own streams, so the child writes the job's log, and
-the client exits with the child's status, so Snakemake sees an ordinary job.
-
-Without a server (``fork_server: false``, a job on a cluster node, a test calling ``debench
-train``, a server that is gone) the client trains in its own process, as before.
-
-Fork safety: the server stays single-threaded and never initialises CUDA, an MLflow store or a
-torch thread pool; each child creates its own after the fork. A client that dies (Snakemake
-cancelling the job) closes its socket, and the server then terminates the child's process group.
-"""
+"""The server: preload, then fork one child per ``debench`` request (see :mod:`debench.forkserver`)."""
 
 from __future__ import annotations
 
@@ -28,116 +9,16 @@ import selectors
 import signal
 import socket
 import struct
-import subprocess
 import sys
-import tempfile
 import time
 import traceback
 from pathlib import Path
 
-ENV = "DEBENCH_FORKSERVER"  # JSON: host, Python prefix, socket path (set by the Snakefile for its jobs)
+from debench.forkserver.client import _FORKED, _LENGTH, _STATUS, _recv_exactly
+
 PRELOAD = ("torch", "torch.optim", "torch._dynamo", "numpy", "mlflow.tracking", "mlflow.entities",
            "mlflow.store.tracking.sqlalchemy_store", "debench.registry", "debench.train.loop",
            "debench.measurement", "debench.track.tracker")
-_STATUS = struct.Struct("!i")
-_LENGTH = struct.Struct("!I")
-_FORKED = b"+"  # sent once the child runs; a server that ends before it leaves the job to the client
-
-
-def address(path: str | Path) -> str:
-    """The value of :data:`ENV` for a server on ``path``, of this host and this Python environment.
-
-    A client uses a server only if both match its own: a job on a cluster node, or a job in
-    another environment (``--sdm conda``), runs in its own process.
-    """
-    return json.dumps({"host": socket.gethostname(), "prefix": sys.prefix, "socket": str(path)})
-
-
-def start(log: str | Path, parent_pid: int | None = None) -> subprocess.Popen:
-    """Start a server for this process's jobs and point them to it through :data:`ENV`.
-
-    Args:
-        log: file the server writes its lines to (created, with its folder).
-        parent_pid: the process whose end ends an idle server (default: this one).
-
-    Returns:
-        The server's process; give it to :func:`stop`.
-    """
-    parent_pid = parent_pid or os.getpid()
-    path = Path(tempfile.gettempdir()) / f"debench-forkserver-{os.getuid()}-{parent_pid}.sock"
-    Path(log).parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "debench.cli", "fork-server", "--socket", str(path),
-                                 "--parent-pid", str(parent_pid)], stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-    os.environ[ENV] = address(path)
-    return proc
-
-
-def stop(proc: subprocess.Popen | None) -> None:
-    """End a server from :func:`start` (its running children are terminated) and forget it."""
-    os.environ.pop(ENV, None)
-    if proc is None or proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-def delegate(argv: list[str]) -> int | None:
-    """Run ``debench <argv>`` in a child of the fork server named by :data:`ENV`.
-
-    Args:
-        argv: the command line after ``debench``.
-
-    Returns:
-        The child's exit status (128 + signal number if a signal ended it), or None when there is
-        no usable server on this host: the caller then runs the command itself.
-    """
-    try:
-        server = json.loads(os.environ.get(ENV) or "null")
-    except ValueError:
-        server = None
-    if not isinstance(server, dict) or server.get("host") != socket.gethostname() or server.get("prefix") != sys.prefix:
-        return None
-    path = str(server.get("socket"))
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.connect(path)
-        header = json.dumps({"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ)}).encode()
-        socket.send_fds(sock, [_LENGTH.pack(len(header))], [0, 1, 2])
-        sock.sendall(header)
-    except OSError as exc:
-        sock.close()
-        print(f"debench: fork server {path} is not usable ({exc}); running in this process", file=sys.stderr)
-        return None
-    if _recv_exactly(sock, 1) != _FORKED:  # the server ended before taking the job: nothing ran
-        sock.close()
-        print(f"debench: fork server {path} did not take the job; running in this process", file=sys.stderr)
-        return None
-    reply = _recv_exactly(sock, _STATUS.size)
-    sock.close()
-    if reply is None:
-        print(f"debench: fork server {path} ended while the job ran", file=sys.stderr)
-        return 1
-    code = _STATUS.unpack(reply)[0]
-    return 128 - code if code < 0 else code
-
-
-def _recv_exactly(sock: socket.socket, n: int) -> bytes | None:
-    data = b""
-    while len(data) < n:
-        try:
-            chunk = sock.recv(n - len(data))
-        except ConnectionResetError:
-            return None
-        if not chunk:
-            return None
-        data += chunk
-    return data
 
 
 class _Server:
