@@ -152,3 +152,36 @@ def test_bf16_cuda_graph_run_killed_and_resumed_ends_with_the_same_metrics(model
     for key in ("test_accuracy", "test_loss", "train_loss", "final_test_error", "steps"):
         assert resumed[key] == full[key], key
     assert resumed["epochs_completed"] == 3
+
+
+# ---------------------------------------------------------------- the fork server on a GPU
+
+@pytest.mark.cuda
+def test_a_job_forked_from_the_fork_server_trains_on_cuda(tmp_path, synthetic_cache, cuda):
+    """debench.forkserver never initialises CUDA, so its children can; CPU counterpart:
+    tests/test_forkserver.py::test_a_forked_job_learns_exactly_what_its_own_process_learns."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from debench import forkserver
+
+    server = forkserver.start(tmp_path / "fork_server.log")
+    env = dict(os.environ)
+    os.environ.pop(forkserver.ENV)
+    try:
+        records = {}
+        for name, job_env in (("own", None), ("forked", env)):
+            spec = make_spec(tmp_path / name, synthetic_cache, protocol={"batch_size": 64, "epochs": 1},
+                             runtime={"device": "cuda", "amp": "off", "compile": False})
+            out = subprocess.run([sys.executable, "-m", "debench.cli", "train", "--spec", json.dumps(spec)],
+                                 env=job_env, capture_output=True, text=True, timeout=600)
+            assert out.returncode == 0, out.stderr[-3000:]
+            records[name] = json.loads((tmp_path / name / "run" / "metrics.json").read_text())
+    finally:
+        forkserver.stop(server)
+    assert ": debench train" in (tmp_path / "fork_server.log").read_text()
+    own, forked = records["own"], records["forked"]
+    assert forked["status"] == "ok" and forked["runtime"]["device_type"] == "cuda"
+    assert forked["train_loss"] == pytest.approx(own["train_loss"], abs=0.05)  # cuDNN may differ in the last bits

@@ -189,7 +189,11 @@ def serve(path: str | Path, parent_pid: int | None = None, idle_s: float = 900.0
     server = _Server(Path(path), parent_pid, idle_s)
     started = time.monotonic()
     for module in PRELOAD:
-        importlib.import_module(module)
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            if not module.startswith("mlflow"):  # training runs without MLflow, and so does the server
+                raise
     if sys.modules["torch"].cuda.is_initialized():  # a forked child could not use CUDA then
         raise RuntimeError("CUDA was initialised while preloading; the fork server cannot serve GPU jobs")
     print(f"fork server: {path} ready, {len(PRELOAD)} modules imported in {time.monotonic() - started:.1f} s",
