@@ -189,3 +189,14 @@ def test_a_server_that_ends_before_forking_leaves_the_job_to_the_client(monkeypa
     monkeypatch.setenv(forkserver.ENV, forkserver.address(path))
     assert forkserver.delegate(["train", "--spec", "{}"]) == expected
     thread.join(timeout=10)
+
+
+def test_stopping_a_server_that_died_early_removes_its_socket_file(tmp_path):
+    proc = forkserver.start(tmp_path / "fs.log", parent_pid=os.getpid())
+    os.environ.pop(forkserver.ENV)
+    proc.kill()  # dies during its imports, before its own clean-up
+    proc.wait()
+    sock = Path(proc.args[proc.args.index("--socket") + 1])
+    sock.touch(exist_ok=True)  # as a bound socket would have left it
+    forkserver.stop(proc)
+    assert not sock.exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import socket
 import struct
 import subprocess
@@ -40,7 +41,7 @@ def start(log: str | Path, parent_pid: int | None = None) -> subprocess.Popen:
     parent_pid = parent_pid or os.getpid()
     tmp = tempfile.gettempdir()
     tmp = tmp if len(tmp) <= 64 else "/tmp"  # a Unix socket's path holds at most 107 bytes
-    path = Path(tmp) / f"debench-forkserver-{os.getuid()}-{parent_pid}.sock"
+    path = Path(tmp) / f"debench-forkserver-{os.getuid()}-{parent_pid}-{secrets.token_hex(4)}.sock"
     Path(log).parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "debench.cli", "fork-server", "--socket", str(path),
@@ -53,14 +54,17 @@ def start(log: str | Path, parent_pid: int | None = None) -> subprocess.Popen:
 def stop(proc: subprocess.Popen | None) -> None:
     """End a server from :func:`start` (its running children are terminated) and forget it."""
     os.environ.pop(ENV, None)
-    if proc is None or proc.poll() is not None:
+    if proc is None:
         return
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    # a server killed before it could clean up (during its imports, say) leaves its socket file
+    Path(proc.args[proc.args.index("--socket") + 1]).unlink(missing_ok=True)
 
 
 def delegate(argv: list[str]) -> int | None:
