@@ -101,6 +101,7 @@ def test_a_cancelled_job_ends_its_forked_child(server, cache, tmp_path):
         assert time.time() < deadline and client.poll() is None, "the job never reached the server"
         time.sleep(0.1)
     child = (set(forked_pids(log)) - before).pop()
+    assert Path(f"/proc/{child}/comm").read_text().strip() == "debench train"  # as top shows it
     client.send_signal(signal.SIGTERM)  # what Snakemake does to a cancelled job
     client.wait(timeout=30)
     deadline = time.time() + 20

@@ -88,6 +88,7 @@ class _Server:
         code = 1
         try:
             os.setpgid(0, 0)
+            _name_process(f"debench {request['argv'][0] if request['argv'] else ''}".strip())
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.default_int_handler)
             self.selector.close()
@@ -156,6 +157,14 @@ class _Server:
         self.listener.close()
         if self.path.exists():
             self.path.unlink()
+
+
+def _name_process(name: str) -> None:
+    """Show a child as ``debench train`` in top and ``ps -o comm`` (Linux; elsewhere a no-op)."""
+    try:
+        Path("/proc/self/comm").write_text(name[:15])
+    except OSError:
+        pass
 
 
 def _alive(pid: int) -> bool:
