@@ -138,4 +138,4 @@ def find_config(name: str, config_dir: Path = Path("config")) -> Path:
     from debench.errors import ConfigError
 
     raise ConfigError(f"no config file {name!r} and no preset {name!r} in {config_dir}/ "
-                            f"(presets there: {', '.join(sorted(found)) or 'none'})")
+                      f"(presets there: {', '.join(sorted(found)) or 'none'})")

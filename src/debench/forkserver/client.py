@@ -1,6 +1,5 @@
 """The client side and lifecycle of the fork server: start, stop, and hand a job to it."""
 
-
 from __future__ import annotations
 
 import json

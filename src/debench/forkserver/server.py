@@ -16,9 +16,10 @@ from pathlib import Path
 
 from debench.forkserver.client import _FORKED, _LENGTH, _STATUS, _recv_exactly
 
-PRELOAD = ("torch", "torch.optim", "torch._dynamo", "numpy", "mlflow.tracking", "mlflow.entities",
-           "mlflow.store.tracking.sqlalchemy_store", "debench.registry", "debench.train.loop",
-           "debench.measurement", "debench.track.tracker")
+# torch, numpy and the registry come with debench.train.loop; torch._dynamo and MLflow's SQL store
+# are imported only later, by the first optimizer and the first tracked run
+PRELOAD = ("debench.train.loop", "debench.measurement", "torch._dynamo", "mlflow.tracking",
+           "mlflow.store.tracking.sqlalchemy_store")
 
 
 class _Server:
@@ -65,11 +66,12 @@ class _Server:
             print(f"fork server: dropped a malformed request ({exc})", file=sys.stderr, flush=True)
             conn.close()
             return
+        command = " ".join(["debench", *request["argv"][:1]])
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()
         if pid == 0:
-            self._child(request, fds)  # never returns
+            self._child(request, fds, command)  # never returns
         for fd in fds:
             os.close(fd)
         try:
@@ -82,13 +84,13 @@ class _Server:
             pass  # the client is gone: the next select sees it and ends the child
         self.children[pid] = conn
         self.selector.register(conn, selectors.EVENT_READ, pid)
-        print(f"fork server: pid {pid}: debench {' '.join(request['argv'][:1])}", file=sys.stderr, flush=True)
+        print(f"fork server: pid {pid}: {command}", file=sys.stderr, flush=True)
 
-    def _child(self, request: dict, fds: list[int]) -> None:
+    def _child(self, request: dict, fds: list[int], command: str) -> None:
         code = 1
         try:
             os.setpgid(0, 0)
-            _name_process(f"debench {request['argv'][0] if request['argv'] else ''}".strip())
+            _name_process(command)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.default_int_handler)
             self.selector.close()
