@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 CORES ?= 2
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: smoke test lint survey-dry-run mlflow-ui mlflow-server clean-smoke report-published publish-runs
+.PHONY: cpu-campaign smoke test lint survey-dry-run mlflow-ui mlflow-server clean-smoke report-published publish-runs
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -53,3 +53,10 @@ report-published: $(VENV)/.installed
 # Merge the runs of results/$(PRESET)/ (or FROM=<runs.csv or results folder>) into the committed runs.csv.
 publish-runs: $(VENV)/.installed
 	debench merge-runs $(or $(FROM),results/$(or $(PRESET),smoke)) --into results/published/runs.csv
+
+# He et al.'s ResNet-20 at the full protocol, 3 seeds on this CPU (hours): in the background,
+# nice'd, at a pinned commit, resuming from the last checkpoint (docs/measurements/cpu_campaign.md)
+cpu-campaign: $(VENV)/.installed
+	mkdir -p results/cpu_campaign
+	nohup scripts/cpu_campaign.sh >> results/cpu_campaign/campaign.log 2>&1 &
+	@echo "started; follow it with: debench status cpu_campaign (log: results/cpu_campaign/campaign.log)"

@@ -95,7 +95,8 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
 
     arrays, meta = load_cached(spec["data"]["cache"])
     classify = info.task == "classify"
-    data = DeviceData(arrays, meta, device, 0.0, split_seed=seed, normalize=classify)
+    data = DeviceData(arrays, meta, device, 0.0, split_seed=seed, normalize=classify,
+                      norm=protocol.input_norm)
     augment = dict(crop_padding=protocol.crop_padding, flip=protocol.flip) if classify else {}
     gen = torch.Generator(device=device).manual_seed(seed)
     x, y = next(data.train_batches(protocol.batch_size, gen, **augment))

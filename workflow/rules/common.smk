@@ -128,6 +128,11 @@ def train_identity(wildcards):
     return json.dumps(identity, sort_keys=True)
 
 
+def train_threads(wildcards):
+    """Cores one training job asks for (config runtime.threads); Snakemake caps it at --cores."""
+    return config["runtime"].get("threads", 1)
+
+
 def gpu_slots(wildcards, resources):
     """'auto' when the job asked for a GPU (a profile's train:gpu=1): each job then locks its own."""
     return "auto" if getattr(resources, "gpu", 0) else "off"

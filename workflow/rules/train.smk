@@ -31,7 +31,7 @@ rule train:
         f"{RESULTS}/benchmarks/train/{{experiment}}/{{dataset}}/{{model}}/seed{{seed}}.tsv"
     conda:
         "../../environment.yml"
-    threads: 1
+    threads: train_threads
     resources:
         gpu=0,
     params:

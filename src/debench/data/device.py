@@ -26,10 +26,15 @@ class DeviceData:
             decides which examples); 0 keeps the standard split.
         split_seed: seed of that permutation.
         normalize: image datasets only; False hands images to the model in [0, 1].
+        norm: ``channel`` subtracts the per-channel train mean and divides by the per-channel
+            std (the cache sidecar's); ``pixel_mean`` subtracts the per-pixel mean image of the
+            train split and divides by nothing (He et al. 2016, Section 4.2: "the per-pixel
+            mean subtracted").
     """
 
     def __init__(self, arrays: dict[str, np.ndarray], meta: dict[str, Any], device: torch.device,
-                 val_fraction: float = 0.0, split_seed: int = 0, normalize: bool = True):
+                 val_fraction: float = 0.0, split_seed: int = 0, normalize: bool = True,
+                 norm: str = "channel"):
         self.device = torch.device(device)
         self.kind = meta.get("kind", "image")
         self.meta = meta
@@ -45,7 +50,14 @@ class DeviceData:
         self.x_train, self.y_train = self._put(x), self._put(y)
         self.x_test, self.y_test = self._put(arrays["x_test"]), self._put(arrays["y_test"])
         self.normalize = normalize and self.kind == "image"
-        if self.kind == "image":
+        if self.kind == "image" and norm == "pixel_mean":
+            # mean image of the train split actually trained on (validation examples excluded)
+            mean = self.x_train.to(torch.float64).mean(0).div_(255.0)  # H, W, C
+            self.mean = mean.permute(2, 0, 1).unsqueeze(0).to(torch.float32)
+            self.std = torch.ones(1, mean.shape[-1], 1, 1, device=self.device)
+        elif self.kind == "image":
+            if norm != "channel":
+                raise ValueError(f"norm: must be 'channel' or 'pixel_mean', got {norm!r}")
             self.mean = torch.tensor(meta["mean"], dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
             self.std = torch.tensor(meta["std"], dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
 

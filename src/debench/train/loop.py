@@ -74,7 +74,8 @@ def train(spec: dict[str, Any]) -> dict[str, Any]:
         torch.backends.cudnn.benchmark = True
         torch.cuda.reset_peak_memory_stats(device)
     classify = info.task == "classify"
-    data = DeviceData(arrays, meta, device, protocol.val_fraction, split_seed=spec["seed"], normalize=classify)
+    data = DeviceData(arrays, meta, device, protocol.val_fraction, split_seed=spec["seed"], normalize=classify,
+                      norm=protocol.input_norm)
     del arrays
     steps_per_epoch = data.steps_per_epoch(protocol.batch_size)
     total_steps = protocol.iterations or protocol.epochs * steps_per_epoch

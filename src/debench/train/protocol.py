@@ -31,6 +31,8 @@ class Protocol:
     warmup_lr: float | None = None      # None: linear ramp to lr over warmup_iterations
     crop_padding: int = 4               # random-crop padding in pixels; 0 disables
     flip: bool = True                   # random horizontal flip
+    input_norm: str = "channel"         # channel: per-channel mean/std | pixel_mean: mean image
+                                        # subtracted, no scaling (He et al. 2016, Section 4.2)
     val_fraction: float = 0.0           # share of the train split held out for validation
     select_by: str = "last"             # last | best_val: which epoch's test error is reported
     grad_clip: float | None = None      # max global grad norm
@@ -77,6 +79,8 @@ class Protocol:
             raise bad("schedule", f"must be step, cosine, constant or exponential, got {self.schedule!r}")
         if self.ema is not None and not 0.0 < self.ema < 1.0:
             raise bad("ema", f"must be in (0, 1), got {self.ema}")
+        if self.input_norm not in ("channel", "pixel_mean"):
+            raise bad("input_norm", f"must be channel or pixel_mean, got {self.input_norm!r}")
         if self.select_by not in ("last", "best_val"):
             raise bad("select_by", f"must be last or best_val, got {self.select_by!r}")
         if self.select_by == "best_val" and not self.val_fraction:

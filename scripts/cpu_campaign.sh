@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Run, or resume, the CPU campaign (config/cpu_campaign.yaml): He et al.'s ResNet-20 at the full
+# protocol, 3 seeds, one job at a time on 2 threads, nice'd so tests and other work come first.
+#
+#   make cpu-campaign                      # in the background: nohup, log in results/cpu_campaign/campaign.log
+#   debench status cpu_campaign            # seeds done, epoch and error of the running one, time left
+#
+# The code is pinned: the first start records a commit in results/cpu_campaign/COMMIT and checks it
+# out as a git worktree under .campaign/<commit>; every later start (a new session, a reboot) runs
+# that same code, so editing src/ while the campaign runs never changes what a seed computes, and
+# each record's provenance names the code that ran. Each train job resumes from its last
+# checkpoint (one per epoch) when it is there; when the machine is new and the checkpoint gone,
+# that seed starts again from iteration 0. CAMPAIGN_COMMIT=<sha> pins another commit (a new
+# campaign: move results/cpu_campaign away first).
+set -euo pipefail
+root=$(git -C "$(dirname "$0")/.." rev-parse --show-toplevel)
+cd "$root"
+out=results/cpu_campaign
+mkdir -p "$out"
+if [ -n "${CAMPAIGN_COMMIT:-}" ]; then
+    commit=$(git rev-parse "$CAMPAIGN_COMMIT^{commit}")
+elif [ -s "$out/COMMIT" ]; then
+    commit=$(cat "$out/COMMIT")
+else
+    commit=$(git rev-parse HEAD)
+fi
+tree=$root/.campaign/$commit
+if [ ! -d "$tree/src" ]; then
+    git worktree prune
+    git worktree add --detach "$tree" "$commit" >/dev/null
+fi
+echo "$commit" > "$out/COMMIT"
+snakemake=${SNAKEMAKE:-$root/.venv/bin/snakemake}
+echo "$(date -u +%FT%TZ) cpu campaign at ${commit:0:12} ($tree), pid $$"
+# PYTHONPATH puts the pinned tree's debench before the editable install of the working tree
+exec env PYTHONPATH="$tree/src${PYTHONPATH:+:$PYTHONPATH}" nice -n "${NICE:-19}" \
+    "$snakemake" -s "$tree/Snakefile" -d "$root" --configfile "$tree/config/cpu_campaign.yaml" \
+    --cores 2 --rerun-incomplete --keep-going "$@"
