@@ -76,3 +76,47 @@ def test_status_finds_a_preset_by_name_and_names_the_known_ones(survey):
     assert find_config("p", cfg.parent) == cfg
     with pytest.raises(ConfigError, match=r"no preset 'q'.*presets there: p"):
         find_config("q", cfg.parent)
+
+
+def test_status_shows_the_running_runs_epoch_error_and_time_left(survey, capsys):
+    cfg, results = survey
+    run = results / "p" / "runs" / "disc" / "cifar10" / "resnet20" / "seed2"
+    run.mkdir(parents=True)
+    # two epochs of 391 steps done, the last at 61.5% test accuracy
+    (run / "epochs.csv").write_text("epoch,step,epoch_time_s,test_accuracy\n1,391,50.0,40.0\n2,782,50.0,61.5\n")
+    ck = results / "p" / "checkpoints" / "disc" / "cifar10" / "resnet20" / "seed2" / "abc"
+    ck.mkdir(parents=True)
+    now = time.time()
+    for epoch, age in ((1, 80.0), (2, 0.0)):  # the two newest checkpoints are 80 s apart
+        (ck / f"ckpt-epoch{epoch:05d}.pt").write_bytes(b"")
+        os.utime(ck / f"ckpt-epoch{epoch:05d}.pt", (now - age,) * 2)
+    assert main(["status", str(cfg), "--results", str(results)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    running = [ln for ln in lines if ln.startswith("running ")]
+    # protocol epochs: 1 (CONFIG): 391 steps planned, 782 done: nothing left to train
+    assert running == ["running disc/cifar10/resnet20/seed2: epoch 2 of 1, step 782/391, test error 38.50% "
+                       "after epoch 2, 80 s per epoch (wall), all steps done, writing its record"]
+
+
+def test_running_line_estimates_time_left_from_checkpoint_gaps(tmp_path):
+    from debench.status import running_line
+
+    results = tmp_path / "r"
+    rel = ("e", "cifar10", "resnet20", 0)
+    run = results / "runs" / "e" / "cifar10" / "resnet20" / "seed0"
+    run.mkdir(parents=True)
+    (run / "epochs.csv").write_text("epoch,step,epoch_time_s,test_accuracy\n1,100,9.0,30.0\n2,200,9.0,45.25\n")
+    ck = results / "checkpoints" / "e" / "cifar10" / "resnet20" / "seed0" / "h"
+    ck.mkdir(parents=True)
+    now = time.time()
+    for epoch, age in ((1, 30.0), (2, 0.0)):
+        (ck / f"ckpt-epoch{epoch:05d}.pt").write_bytes(b"")
+        os.utime(ck / f"ckpt-epoch{epoch:05d}.pt", (now - age,) * 2)
+    # 1,000 steps planned, 200 done: 8 epochs of 100 steps at 30 s each = 4 min left
+    line = running_line(results, rel, {"iterations": 1000})
+    assert line == ("running e/cifar10/resnet20/seed0: epoch 2 of 10, step 200/1000, test error 54.75% after "
+                    "epoch 2, 30 s per epoch (wall), about 4 min left for this run")
+    # one checkpoint only: the epoch's training time, and the line says so
+    (ck / "ckpt-epoch00001.pt").unlink()
+    assert "9 s per epoch (training only), about 1 min left" in running_line(results, rel, {"iterations": 1000})
+    assert running_line(results, ("e", "cifar10", "resnet20", 1), {"iterations": 1000}) is None

@@ -205,11 +205,16 @@ def _user_errors(cmd: str) -> tuple[type[Exception], ...]:
 
 
 def cmd_status(a: argparse.Namespace) -> int:
-    from debench.status import expected_runs, find_config, progress
+    from debench.status import expected_runs, find_config, progress, run_protocol, running_line
 
-    preset, runs = expected_runs(find_config(a.config))
+    path = find_config(a.config)
+    preset, runs = expected_runs(path)
     prog = progress(Path(a.results) / preset, runs, preset, stale_s=60 * a.stale_min)
     print(prog.line())
+    for run in prog.running:
+        line = running_line(Path(a.results) / preset, run, run_protocol(path, run))
+        if line:
+            print(line)
     for run in prog.failed if a.verbose else []:
         print(f"failed: {'/'.join(map(str, run[:3]))}/seed{run[3]} (log: {Path(a.results) / preset / 'logs' / 'train'}"
               f"/{'/'.join(map(str, run[:3]))}/seed{run[3]}.log)")

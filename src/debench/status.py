@@ -119,6 +119,62 @@ def progress(results: Path, runs: list[tuple], preset: str, stale_s: float = 180
     return out
 
 
+def run_protocol(config_path: Path, run: tuple) -> dict:
+    """The protocol the config at ``config_path`` gives ``run`` (defaults and overrides applied)."""
+    from debench.config import load_config, run_identity
+
+    return run_identity(load_config(config_path), *run)["protocol"]
+
+
+def running_line(results: Path, run: tuple, protocol: dict | None = None) -> str | None:
+    """One line on a running run, from its ``epochs.csv`` and checkpoint times: epoch, step, the
+    last test error, the wall time of its last epoch and the time it has left.
+
+    The wall time of an epoch (training, evaluation and checkpoint) is the gap between the two
+    newest checkpoints (one is written per epoch, the last two are kept); with a single checkpoint
+    it is the epoch's training time alone, and the line says so. None when no epoch has finished.
+
+    Args:
+        results: the preset's results folder.
+        run: ``(experiment, dataset, model, seed)``.
+        protocol: the run's protocol (:func:`run_protocol`): its ``iterations``, or its
+            ``epochs`` times the steps per epoch read from the run's rows, give the steps planned.
+    """
+    rel = Path(run[0]) / run[1] / run[2] / f"seed{run[3]}"
+    try:
+        with (results / "runs" / rel / "epochs.csv").open() as f:
+            rows = list(csv.DictReader(f))
+        last = rows[-1]
+        epoch, step = int(last["epoch"]), int(last["step"])
+    except (OSError, IndexError, KeyError, ValueError):
+        return None
+    per_epoch = step / epoch
+    protocol = protocol or {}
+    total = protocol.get("iterations") or (round(protocol["epochs"] * per_epoch) if protocol.get("epochs") else None)
+    ckpts = sorted((results / "checkpoints" / rel).glob("*/ckpt-epoch*.pt"), key=lambda q: q.stat().st_mtime)
+    if len(ckpts) >= 2:
+        epoch_s, how = ckpts[-1].stat().st_mtime - ckpts[-2].stat().st_mtime, "wall"
+    else:
+        try:
+            epoch_s, how = float(last["epoch_time_s"]), "training only"
+        except (KeyError, ValueError):
+            epoch_s, how = None, ""
+    parts = [f"running {'/'.join(map(str, run[:3]))}/seed{run[3]}: epoch {epoch}"
+             + (f" of {-(-total // round(per_epoch))}" if total else ""),
+             f"step {step}" + (f"/{total}" if total else "")]
+    try:
+        parts.append(f"test error {100.0 - float(last['test_accuracy']):.2f}% after epoch {epoch}")
+    except (KeyError, ValueError):
+        pass
+    if epoch_s:
+        parts.append(f"{epoch_s:.0f} s per epoch ({how})")
+        if total and total > step:
+            parts.append(f"about {_hms((total - step) / per_epoch * epoch_s)} left for this run")
+        elif total:
+            parts.append("all steps done, writing its record")
+    return ", ".join(parts)
+
+
 def find_config(name: str, config_dir: Path = Path("config")) -> Path:
     """A config file given its path, or the file under ``config_dir`` whose ``preset`` is ``name``.
 
