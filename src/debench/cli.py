@@ -189,6 +189,23 @@ def cmd_plan(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_calibrate(a: argparse.Namespace) -> int:
+    from debench.calibrate import calibrate
+    from debench.config import load_config, resolve_models
+    from debench.registry import list_models
+    from debench.status import find_config
+
+    config = load_config(find_config(a.configfile)) if a.configfile != "none" else None
+    models = resolve_models(a.models, "--models") if a.models else list_models()
+    runtime = dict((config or {}).get("runtime", {}))
+    if a.compile is not None:
+        runtime["compile"] = {"off": False, "auto": "auto"}.get(a.compile, a.compile)
+    rows = calibrate(models, config, device_str=a.device, threads=a.threads, steps=a.steps, warmup=a.warmup,
+                     count_flops=not a.no_flops, max_step_s=a.max_step_s, runtime=runtime,
+                     out=Path(a.out) if a.out else None)
+    return 0 if any("median_img_s" in r for r in rows) else 1
+
+
 REPORT_COMMANDS = ("aggregate", "report", "regenerate", "merge-runs")
 
 
@@ -332,6 +349,22 @@ def main(argv: list[str] | None = None) -> int:
     pl.add_argument("--measurements", default="docs/measurements",
                     help="folder of throughput JSON files (benchmarks/throughput.py --out)")
     pl.set_defaults(func=cmd_plan)
+
+    ca = sub.add_parser("calibrate", help="time a few training steps of every registered model here (for debench plan)")
+    ca.add_argument("--configfile", default="config/config.yaml",
+                    help="config file or preset name whose protocols (batch size, optimizer) are timed; 'none': defaults")
+    ca.add_argument("--models", nargs="+", default=None, help="model names or globs (default: every registered model)")
+    ca.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    ca.add_argument("--threads", type=int, default=1, help="CPU threads (torch.set_num_threads)")
+    ca.add_argument("--steps", type=int, default=3, help="timed optimizer steps per model")
+    ca.add_argument("--warmup", type=int, default=1, help="untimed steps first (compilation, cuDNN autotuning)")
+    ca.add_argument("--max-step-s", type=float, default=None,
+                    help="stop timing a model once its timed steps took this many seconds (at least one step)")
+    ca.add_argument("--compile", default=None, choices=["auto", "off", "default", "reduce-overhead"],
+                    help="override runtime.compile (default: the config's, as a run would use)")
+    ca.add_argument("--no-flops", action="store_true", help="skip counting FLOPs per image")
+    ca.add_argument("--out", default=None, help="write the rows as JSON here (rewritten after every model)")
+    ca.set_defaults(func=cmd_calibrate)
 
     st = sub.add_parser("status", help="one line: runs done, running, failed and left, and the time left")
     st.add_argument("config", help="the config file, or a preset name found in config/*.yaml")
