@@ -47,7 +47,8 @@ def test_diffusions_are_the_authors_noise_types():
 
 
 def test_euler_maruyama_is_the_authors_step_rule():
-    """sdeint_euler: n = int(1 / 0.1) + 1 = 11 steps of 1/11, drift time k * 0.1, noise z * sqrt(h)."""
+    """sdeint_euler (xuanqing94/NeuralSDE@0036314 sdeint/euler.py): n = int(1 / 0.1) + 1 = 11 steps
+    of h = 1/11, drift time tt advanced by ``tt += h_real`` (k / 11), noise z * sqrt(h)."""
     torch.manual_seed(0)
     sde = ConvSDE(ConvDrift(4, depth=1), (4, 2, 2), "multiplicative", 0.2)
     y0 = torch.randn(3, 16)
@@ -57,5 +58,43 @@ def test_euler_maruyama_is_the_authors_step_rule():
     torch.manual_seed(1)
     y, h = y0, 1 / 11
     for k in range(11):
-        y = y + h * sde.drift(k * 0.1, y.view(-1, 4, 2, 2)).flatten(1) + 0.2 * y * torch.randn_like(y) * math.sqrt(h)
+        y = y + h * sde.drift(k * h, y.view(-1, 4, 2, 2)).flatten(1) + 0.2 * y * torch.randn_like(y) * math.sqrt(h)
     assert torch.allclose(got, y, atol=1e-6)
+
+
+class TimeLog(torch.nn.Module):
+    """A drift that records the times it is called at (and returns a time-dependent field)."""
+
+    def __init__(self):
+        super().__init__()
+        self.times = []
+
+    def forward(self, t, h):
+        self.times.append(float(t))
+        return -h * (1.0 + float(t))
+
+
+@pytest.mark.parametrize("sigma", [0.0, 0.5])
+def test_drift_sees_the_authors_time_grid_k_over_11(sigma):
+    """The authors advance ``tt += h_real``: times 0, 1/11, ..., 10/11. The first commit's
+    ``tt += h`` grid (0, 0.1, ..., 1.0) is wrong and fails here."""
+    drift = TimeLog()
+    euler_maruyama(ConvSDE(drift, (1, 1, 1), "multiplicative", sigma), torch.ones(2, 1), 0.1)
+    assert drift.times == pytest.approx([k / 11 for k in range(11)], abs=1e-12)
+    assert drift.times[-1] < 1.0 - 0.05  # the first commit's grid ends at 1.0
+
+
+def test_evaluation_draws_one_path_like_the_authors_test_one_epoch():
+    """test_one_epoch (sde_classifier.py @ 0036314) calls the model once per batch under eval():
+    one noise path. The ensemble is an option (eval_samples > 1), off in every registered model."""
+    for name in ("neural_sde_cifar", "neural_sde_cifar_dropout", "neural_sde_mnist"):
+        assert model_info(name).defaults["eval_samples"] == 1
+    torch.manual_seed(0)
+    model = create_model("neural_sde_cifar", width=8).eval()
+    x = torch.randn(2, 3, 8, 8)
+    model(x)
+    one = model.debench_stats()["nfe_forward"]
+    assert one == 11  # one path of 11 drift evaluations, not 10 paths (110)
+    model.eval_samples = 3
+    model(x)
+    assert model.debench_stats()["nfe_forward"] == 33

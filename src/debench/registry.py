@@ -44,6 +44,11 @@ class ModelInfo:
             time saving is measured against; ``None`` derives it from the name (see
             :func:`constant_depth_twin`).
         module: the Python module that registered the factory (shows plugin models).
+        precision: the precision ``runtime.amp: auto`` trains the model in where the authors'
+            code decides it: ``fp32`` (their code trains without mixed precision; the SDE
+            families, see :func:`debench.train.runtime.continuous_depth`), or ``None`` for the
+            device rule of :func:`debench.train.runtime.resolve_precision`.
+        precision_source: where ``precision`` was read (repository, file and commit).
     """
 
     name: str
@@ -59,8 +64,11 @@ class ModelInfo:
     defaults: dict[str, Any] = field(default_factory=dict)
     constant_depth_twin: str | None = None
     module: str = ""
+    precision: str | None = None
+    precision_source: str = ""
 
 
+PRECISIONS = (None, "fp32")
 _REGISTRY: dict[str, ModelInfo] = {}
 
 
@@ -83,6 +91,8 @@ def register_model(
     metric: str = "test_error",
     compilable: bool = False,
     constant_depth_twin: str | None = None,
+    precision: str | None = None,
+    precision_source: str = "",
     **defaults: Any,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator that registers a model factory under ``name``.
@@ -98,14 +108,18 @@ def register_model(
         metric: primary metric of the report (see :class:`ModelInfo`).
         compilable: see :class:`ModelInfo`.
         constant_depth_twin: see :class:`ModelInfo`.
+        precision, precision_source: see :class:`ModelInfo`; a ``precision`` needs its source.
         **defaults: keyword arguments passed to the factory unless overridden.
 
     Returns:
         The decorator; it returns the factory unchanged.
 
     Raises:
-        ValueError: if the name is taken or family/task is unknown.
+        ValueError: if the name is taken, family/task/precision is unknown or a precision has no source.
     """
+    if precision not in PRECISIONS or (precision and not precision_source):
+        raise ValueError(f"model {name!r}: precision must be one of {PRECISIONS} with a precision_source, "
+                         f"got {precision!r}")
     if family not in FAMILIES:
         raise ValueError(f"model {name!r}: family must be one of {FAMILIES}, got {family!r}")
     if task not in TASKS:
@@ -128,6 +142,8 @@ def register_model(
             defaults=dict(defaults),
             constant_depth_twin=constant_depth_twin,
             module=getattr(factory, "__module__", ""),
+            precision=precision,
+            precision_source=precision_source,
         )
         return factory
 
@@ -265,7 +281,8 @@ def model_meta(name: str, depth: int | None = None, compiled: str | bool = False
 
     Returns:
         ``reference`` (selector dicts), ``depth``, ``constant_depth_twin``, ``compilable``,
-        ``compiled`` and ``module``.
+        ``compiled`` and ``module``. (A pinned ``precision`` shows in the record's ``precision``
+        block, which :func:`debench.train.runtime.resolve_precision` fills from it.)
 
     Raises:
         KeyError: if ``name`` is not registered.

@@ -7,8 +7,15 @@ Precision (issue 13, point 4). The papers report fp32 figures: MemCNN's table an
 ResNet/RevNet memory ratio (Gomez et al. 2017) and the adaptive-solver NFE of Chen et al. 2018.
 So activation memory is always probed in fp32 whatever the training precision, and models whose
 depth is decided by an adaptive solver train in fp32 under ``amp: auto`` (bf16 rounding makes the
-error estimate larger and the solver take 1.2-2.2x the steps). Everything else may train in bf16
-on CUDA; the record names the precision of each metric.
+error estimate larger and the solver take 1.2-2.2x the steps). The SDE families (issue 27,
+point 3) train in fp32 under ``amp: auto`` too: none of their authors' codes uses mixed precision
+(Neural SDE: xuanqing94/NeuralSDE ``sde_classifier.py``; latent SDE: google-research/torchsde
+``examples/latent_sde_lorenz.py``; score SDEs: yang-song/score_sde_pytorch ``run_lib.py``; DDPM:
+hojonathanho/diffusion, whose ``run_cifar.py`` asserts float32 inputs and has no bfloat16), and
+the Lévy/jump models are the Neural SDE's alpha and jump sweeps, compared with it at its
+precision. Each such model pins ``precision="fp32"`` with its source in the registry
+(:class:`debench.registry.ModelInfo`); the run record's ``precision`` block names the result.
+Everything else may train in bf16 on CUDA; the record names the precision of each metric.
 """
 
 from __future__ import annotations
@@ -25,17 +32,21 @@ PRECISION_OF = {"bf16": "bf16", "off": "fp32"}
 
 
 def continuous_depth(info: Any) -> bool:
-    """True for continuous-depth models: family ``continuous`` without a fixed ``evals_per_forward``.
+    """True for the models ``amp: auto`` trains in fp32 (the ``adaptive`` flag of :func:`resolve_precision`).
 
-    Their depth (NFE) is decided by a solver, adaptive at least at evaluation (RNODE trains with
-    rk4 and evaluates with dopri5), so they train in fp32 under ``amp: auto``.
+    These are the continuous-depth models of family ``continuous`` without a fixed
+    ``evals_per_forward``, whose depth (NFE) a solver decides, adaptive at least at evaluation
+    (RNODE trains with rk4 and evaluates with dopri5), and the continuous-time SDE models whose
+    registry metadata pins ``precision="fp32"`` from their authors' code (module docstring).
 
     Args:
         info: the model's :class:`debench.registry.ModelInfo`.
 
     Returns:
-        Whether the model's depth is continuous.
+        Whether ``amp: auto`` keeps the model in fp32.
     """
+    if getattr(info, "precision", None) == "fp32":
+        return True
     return info.family == "continuous" and info.evals_per_forward is None
 
 
@@ -52,7 +63,7 @@ def resolve_precision(amp: str, device_type: str, adaptive: bool, classify: bool
     Returns:
         ``{"train", "eval", "activation_memory", "peak_memory", "nfe", "time"}`` -> ``bf16``/``fp32``
         (``nfe``: the training-step counters ``nfe_forward``/``nfe_backward``).
-        ``auto`` is bf16 on CUDA except for continuous-depth models (fp32), fp32 on the CPU;
+        ``auto`` is bf16 on CUDA except for continuous-depth and SDE models (fp32), fp32 on the CPU;
         ``activation_memory`` is fp32 always.
 
     Raises:

@@ -269,7 +269,9 @@ class LatentSDE(nn.Module):
 
 @register_model("latent_sde", family="stochastic", paper=LI20, task="timeseries", metric="neg_elbo",
                 scheme="reversible Heun (Stratonovich) with the stochastic adjoint", evals_per_forward=None,
-                reference=[], latent_size=4, context_size=32, hidden_size=64, substeps=1, kl_anneal_iters=1000)
+                reference=[], precision="fp32",
+                precision_source="google-research/torchsde@44ed410 examples/latent_sde_lorenz.py: fp32, no autocast",
+                latent_size=4, context_size=32, hidden_size=64, substeps=1, kl_anneal_iters=1000)
 def latent_sde(data_shape=(50, 1), num_classes: int = 0, **kwargs) -> nn.Module:
     """Latent SDE for the ``ou_paths`` and ``lorenz`` series (no published row in the reference CSV)."""
     return LatentSDE(data_shape, num_classes, **kwargs)

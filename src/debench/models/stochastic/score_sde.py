@@ -246,13 +246,20 @@ class ScoreSDEModel(nn.Module):
 
 # ---------------------------------------------------------------- registry entries
 
+# Issue 27, point 3: neither authors' code trains in mixed precision, so amp: auto keeps fp32.
+SCORE_SDE_FP32 = ("yang-song/score_sde_pytorch@cb1f359 run_lib.py, losses.py: fp32, no autocast or GradScaler "
+                  "anywhere in the repository")
+DDPM_FP32 = ("hojonathanho/diffusion@1e0dceb scripts/run_cifar.py: the denoiser asserts float32 inputs; no "
+             "bfloat16 or float16 anywhere in the repository")
+
 _UNET_DEFAULTS = dict(ch=128, ch_mult=(1, 2, 2, 2), num_res_blocks=2, attn_resolutions=(16,), dropout=0.1)
 
 
 def _image_factory(name: str, sde: str, discrete: bool, samplers: tuple[str, ...], paper: str, reference: list,
                    scheme: str) -> None:
     @register_model(name, family="stochastic", paper=paper, task="generate", metric="bits_per_dim",
-                    scheme=scheme, evals_per_forward=None, reference=reference, sde=sde, **_UNET_DEFAULTS)
+                    scheme=scheme, evals_per_forward=None, reference=reference, precision="fp32",
+                    precision_source=DDPM_FP32 if discrete else SCORE_SDE_FP32, sde=sde, **_UNET_DEFAULTS)
     def factory(in_channels: int = 3, image_size: int = 32, num_classes: int = 0, sde: str = sde,
                 ch: int = 128, ch_mult: Sequence[int] = (1, 2, 2, 2), num_res_blocks: int = 2,
                 attn_resolutions: Sequence[int] = (16,), dropout: float = 0.1, sde_args: dict | None = None,
@@ -285,7 +292,8 @@ _image_factory("ddpm_cifar", "vp", True, ("ancestral", "ode"), HO20,
 
 @register_model("score_sde_toy", family="stochastic", paper=SONG21, task="generate", metric="bits_per_dim",
                 scheme="reverse-time SDE (PC / Euler-Maruyama) and probability-flow ODE (dopri5)",
-                evals_per_forward=None, reference=[], sde="vp", hidden=128, layers=3)
+                evals_per_forward=None, reference=[], precision="fp32", precision_source=SCORE_SDE_FP32, sde="vp",
+                hidden=128, layers=3)
 def score_sde_toy(data_shape: Sequence[int] = (2,), num_classes: int = 0, sde: str = "vp", hidden: int = 128,
                   layers: int = 3, sde_args: dict | None = None, sample_steps: int = 500, snr: float = 0.16,
                   samplers: Sequence[str] = ("em", "pc", "ode"), num_samples: int = 1000,
