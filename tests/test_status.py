@@ -12,6 +12,7 @@ import yaml
 from debench.cli import main
 from debench.errors import ConfigError
 from debench.status import find_config, progress
+from tests.report_records import record as full_record
 
 CONFIG = {
     "preset": "p", "seeds": [0, 1, 2, 3],
@@ -23,7 +24,8 @@ CONFIG = {
 def record(results, model, seed, status="ok", bench_s=None, **extra):
     run = results / "runs" / "disc" / "cifar10" / model / f"seed{seed}"
     run.mkdir(parents=True)
-    (run / "metrics.json").write_text(json.dumps({"status": status, **extra}))
+    rec = full_record(model, seed, experiment="disc", status=status, **extra)  # a complete schema-valid record
+    (run / "metrics.json").write_text(json.dumps(rec))
     if bench_s is not None:
         bench = results / "benchmarks" / "train" / "disc" / "cifar10" / model / f"seed{seed}.tsv"
         bench.parent.mkdir(parents=True, exist_ok=True)
@@ -46,7 +48,7 @@ def survey(tmp_path):
     record(results, "resnet20", 1, bench_s=200)
     job_log(results, "resnet20", 2, age_s=60)             # running
     record(results, "resnet32", 0, train_time_s=600.0)     # no benchmark file: the record's time
-    record(results, "resnet32", 1, status="nan_loss")      # failed record
+    record(results, "resnet32", 1, status="diverged")      # failed record
     job_log(results, "resnet32", 2, age_s=7200)            # a job that died without a record
     return cfg, tmp_path / "results"
 
@@ -120,3 +122,18 @@ def test_running_line_estimates_time_left_from_checkpoint_gaps(tmp_path):
     (ck / "ckpt-epoch00001.pt").unlink()
     assert "9 s per epoch (training only), about 1 min left" in running_line(results, rel, {"iterations": 1000})
     assert running_line(results, ("e", "cifar10", "resnet20", 1), {"iterations": 1000}) is None
+
+
+def test_a_record_with_an_unknown_status_is_invalid_not_failed_and_says_why(survey, capsys):
+    cfg, results = survey
+    bad = results / "p" / "runs" / "disc" / "cifar10" / "resnet32" / "seed1" / "metrics.json"
+    rec = json.loads(bad.read_text())
+    bad.write_text(json.dumps({**rec, "status": "nan_loss"}))  # a status no debench writes
+    runs = [("disc", "cifar10", m, s) for m in ("resnet20", "resnet32") for s in range(4)]
+    prog = progress(results / "p", runs, "p")
+    assert ("disc", "cifar10", "resnet32", 1) not in prog.failed and len(prog.failed) == 1
+    assert [r for r, _ in prog.invalid] == [("disc", "cifar10", "resnet32", 1)]
+    assert str(bad) in prog.invalid[0][1] and "column 'status': 'nan_loss' is not one of" in prog.invalid[0][1]
+    assert "1 failed, 2 left, 1 invalid record(s);" in prog.line()
+    assert main(["status", str(cfg), "--results", str(results)]) == 0
+    assert f"invalid record: {bad}, column 'status'" in capsys.readouterr().out

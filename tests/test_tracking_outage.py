@@ -95,11 +95,12 @@ def test_track_init_on_a_dead_store_is_a_warning_and_trains_go_untracked(tmp_pat
 @pytest.mark.slow
 def test_sync_dry_run_says_would_upload(tmp_path, capsys):
     from debench.cli import main
+    from tests.report_records import record
 
     for seed in (0, 1):
         run = tmp_path / "runs" / f"seed{seed}"
         run.mkdir(parents=True)
-        (run / "metrics.json").write_text(json.dumps({"model": "resnet20", "seed": seed, "status": "ok"}))
+        (run / "metrics.json").write_text(json.dumps(record("resnet20", seed)))  # complete: sync checks the schema
     assert main(["track", "sync", "--runs", str(tmp_path / "runs"), "--uri", f"sqlite:///{tmp_path}/m.db",
                  "--dry-run", "--min-age", "0"]) == 0
     err = capsys.readouterr().err

@@ -245,6 +245,8 @@ def cmd_fork_server(a: argparse.Namespace) -> int:
     return 0
 
 
+    for _, why in prog.invalid:  # always: a record the report would refuse
+        print(f"invalid record: {why}")
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     p = argparse.ArgumentParser(prog="debench", description=__doc__)

@@ -3,7 +3,9 @@
 A run is *done* when its ``metrics.json`` says ``status: ok``, *failed* when its record says
 otherwise (a NaN loss, a solver failure) or when its job left a log but no record and the log
 has been quiet for ``stale_s``, *running* when its log is younger than that, and *left* when the
-config expects it and nothing of it exists yet. The time left is the mean wall time of the
+config expects it and nothing of it exists yet. A record that is unreadable or breaks the
+run-record schema (:mod:`debench.record_format`) is *invalid*, with the reason: an unknown
+``status`` is never counted as a failure. The time left is the mean wall time of the
 finished runs of the same model (Snakemake's benchmark file, else the record's train time; all
 finished runs where a model has none) times the runs left (a running run counts half), divided
 by the jobs running at once.
@@ -12,12 +14,13 @@ by the jobs running at once.
 from __future__ import annotations
 
 import csv
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+
+from debench.record_format import RecordFormatError, read_record
 
 
 @dataclass
@@ -29,17 +32,19 @@ class Progress:
     running: list[tuple] = field(default_factory=list)
     failed: list[tuple] = field(default_factory=list)
     left: list[tuple] = field(default_factory=list)
+    invalid: list[tuple[tuple, str]] = field(default_factory=list)  # (run, why its record was refused)
     eta_s: float | None = None
     durations: int = 0
 
     def line(self) -> str:
         """The one-line summary ``debench status`` prints."""
-        total = len(self.done) + len(self.running) + len(self.failed) + len(self.left)
+        total = len(self.done) + len(self.running) + len(self.failed) + len(self.left) + len(self.invalid)
         eta = "no finished run to estimate the time left from" if self.eta_s is None else (
             f"about {_hms(self.eta_s)} left (mean of {self.durations} finished runs, "
             f"{max(len(self.running), 1)} at a time)")
         return (f"{self.preset}: {len(self.done)}/{total} done, {len(self.running)} running, "
-                f"{len(self.failed)} failed, {len(self.left)} left; {eta}")
+                f"{len(self.failed)} failed, {len(self.left)} left"
+                f"{f', {len(self.invalid)} invalid record(s)' if self.invalid else ''}; {eta}")
 
 
 def _hms(seconds: float) -> str:
@@ -92,10 +97,11 @@ def progress(results: Path, runs: list[tuple], preset: str, stale_s: float = 180
         log = results / "logs" / "train" / rel.parent / f"seed{run[3]}.log"
         if metrics.exists():
             try:
-                record = json.loads(metrics.read_text())
-            except (OSError, json.JSONDecodeError):
-                record = {"status": "unreadable"}
-            if record.get("status") == "ok":
+                record = read_record(metrics)  # parsed and checked against the run-record schema
+            except RecordFormatError as exc:
+                out.invalid.append((run, str(exc)))
+                continue
+            if record["status"] == "ok":
                 out.done.append(run)
                 seconds = _duration(results, run, record)
                 if seconds is not None:

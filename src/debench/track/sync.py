@@ -11,12 +11,14 @@ finds every run complete and uploads nothing.
 An incomplete MLflow run (created, then cut off by the outage) is soft-deleted
 (``mlflow gc`` purges it; ``restore_run`` brings it back) and replaced by the complete upload, so
 one debench run is never two MLflow runs.
+
+Each ``metrics.json`` is checked against the run-record schema (:mod:`debench.record_format`)
+first; one that breaks it is skipped, with the file and key named, and nothing of it is uploaded.
 """
 
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import math
 import time
@@ -24,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from debench.record_format import RecordFormatError, flat_params, read_record
 from debench.track.atomic import atomic_write_json
 from debench.track.tracker import EPOCH_PREFIX, cap_http_retries, ensure_experiment, hide_credentials_from_mlflow, redact
 
@@ -65,9 +68,9 @@ def sync(runs_dir: str | Path, tracking_uri: str, min_age_s: float = 60.0,
     report = SyncReport()
     for path in sorted(Path(runs_dir).rglob("metrics.json")):
         try:
-            rec = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            report.skipped.append(f"{path}: unreadable ({exc})")
+            rec = read_record(path)  # parsed and checked against the run-record schema
+        except RecordFormatError as exc:
+            report.skipped.append(str(exc))
             continue
         state, run = _state(client, rec)
         if state == "complete":
@@ -145,9 +148,7 @@ def _upload(client: Any, path: Path, rec: dict[str, Any], replaces: str | None) 
 
 
 def _params(rec: dict[str, Any]) -> dict[str, Any]:
-    from debench.train.record import flat_params  # the live run logs the same parameters
-
-    return flat_params(rec)
+    return flat_params(rec)  # the live run logs the same parameters (debench.train.loop)
 
 
 def _number(v: Any) -> float | None:

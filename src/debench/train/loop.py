@@ -34,7 +34,7 @@ from debench.train.evaluate import accumulate, evaluate
 from debench.train.measure import activation_probe_bytes, count_parameters, peak_memory_bytes
 from debench.train.progress import EpochLog, Progress
 from debench.train.protocol import Protocol, lr_at
-from debench.train.record import FINAL_KEYS, flat_params, record_head, summarize
+from debench.train.record import FINAL_KEYS, flat_params, record_head, summarize, write_record
 from debench.train.runtime import continuous_depth, resolve_runtime
 
 log = logging.getLogger("debench.train")
@@ -217,7 +217,7 @@ def train(spec: dict[str, Any]) -> dict[str, Any]:
     if status == "ok":
         record.update(_after_training(ema.module if ema is not None else model, data, protocol, classify,
                                       autocast, metrics_path.parent))
-    atomic_write_json(metrics_path, record)
+    write_record(metrics_path, record)  # checked against the run-record schema first
     tracker.finish({k: v for k, v in record.items() if k in FINAL_KEYS}, [metrics_path, epochs.path], status)
     return record
 

@@ -1,8 +1,10 @@
-"""The run record (``metrics.json``, schema 2): identity, resolved settings, config hash, summary.
+"""The run record (``metrics.json``): identity, resolved settings, config hash, summary.
 
 A record describes itself completely: the resolved protocol (defaults filled in), the model
 arguments the factory received (merged with its defaults), the registry metadata the report
-needs, the precision of every metric and the dataset checksum. The config hash covers every input
+needs, the precision of every metric and the dataset checksum. Its format (schema version,
+required keys, allowed values, flattening) is :mod:`debench.record_format`'s; :func:`write_record`
+checks a record against it before the atomic write. The config hash covers every input
 that changes the bits of a result, so a changed default, data size or data content never resumes
 an old checkpoint. MLflow parameters (live and ``debench track sync``) come from the same groups.
 """
@@ -12,18 +14,19 @@ from __future__ import annotations
 import hashlib
 import json
 import statistics
+from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 2
+from debench.errors import ConfigError
+from debench.record_format import (FINAL_KEYS, PARAM_GROUPS, SCHEMA_VERSION, RecordFormatError, check_record,
+                                     flat_params)
+from debench.track.atomic import atomic_write_json
+
+__all__ = ["DATA_KEYS", "FINAL_KEYS", "HASHED_RUNTIME", "PARAM_GROUPS", "SCHEMA_VERSION", "config_hash", "flat_params",
+           "hash_inputs", "record_head", "summarize", "write_record"]
 DATA_KEYS = ("source", "sha256", "train_size", "test_size")
 # Runtime settings that change the bits of a result (device name and host do not).
 HASHED_RUNTIME = ("threads", "channels_last", "amp", "compile", "device_type")
-# Groups of a record flattened into ``group.key`` MLflow parameters.
-PARAM_GROUPS = ("protocol", "model_args", "runtime", "precision", "data", "model_meta")
-FINAL_KEYS = ("test_accuracy", "test_error", "best_test_accuracy", "final_test_error", "params",
-              "activation_memory_mb", "peak_memory_mb", "train_time_s", "epoch_time_s",
-              "epoch_time_median_s", "throughput_img_s", "nfe_forward", "nfe_backward",
-              "bits_per_dim", "nll", "neg_elbo")
 
 
 def hash_inputs(head: dict[str, Any], data_source: str | None) -> dict[str, Any]:
@@ -64,6 +67,9 @@ def record_head(spec: dict[str, Any], info: Any, protocol: dict[str, Any], model
 
     Returns:
         The head, ``config_hash`` included.
+
+    Raises:
+        ConfigError: a value the run-record schema does not allow (a ``table`` it does not list).
     """
     head = {
         "schema_version": SCHEMA_VERSION,
@@ -81,19 +87,33 @@ def record_head(spec: dict[str, Any], info: Any, protocol: dict[str, Any], model
     # the same settings without the seed: the seeds of one configuration share it, and the report
     # averages over seeds only within one settings_hash (never across different settings)
     head["settings_hash"] = config_hash({**inputs, "seed": None})
+    # refuse a value the record could not hold (an unknown table) now, not after the training
+    try:
+        check_record(head, f"run {spec['experiment']}/{spec['dataset']}/{spec['model']}/seed{spec['seed']}",
+                     partial=True)
+    except RecordFormatError as exc:
+        raise ConfigError(str(exc)) from None
     return head
 
 
-def flat_params(rec: dict[str, Any]) -> dict[str, Any]:
-    """MLflow parameters of a record (or head): identity plus every resolved group as ``group.key``.
+def write_record(path: Path, record: dict[str, Any]) -> None:
+    """Check ``record`` against the run-record schema, then write it to ``path`` atomically.
 
-    The live run and ``debench track sync`` both log exactly these.
+    A record that breaks the schema is a bug of this debench, found after the run's work is done:
+    nothing is lost, it is written to ``<path stem>.invalid.json`` beside ``path`` (which is not
+    written, so the workflow does not take the run as finished) and the error names that file.
+
+    Raises:
+        debench.record_format.RecordFormatError: naming the key and the value.
     """
-    flat = {k: rec.get(k) for k in ("model", "dataset", "seed", "preset", "config_hash")}
-    for group in PARAM_GROUPS:
-        for k, v in (rec.get(group) or {}).items():
-            flat[f"{group}.{k}"] = json.dumps(v) if isinstance(v, (list, dict)) else v
-    return flat
+    path = Path(path)
+    try:
+        check_record(record, str(path))
+    except RecordFormatError as exc:
+        kept = path.with_name(f"{path.stem}.invalid.json")
+        atomic_write_json(kept, record)
+        raise RecordFormatError(f"{exc} (the record is kept in {kept})") from None
+    atomic_write_json(path, record)
 
 
 def summarize(rows: list[dict], best: dict, p: Any, classify: bool, status: str,
