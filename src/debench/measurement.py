@@ -14,8 +14,12 @@ A measurement run builds one model at its initialisation and records, in float32
   whose solver counts them (meaningful as a fixed number for fixed-step schemes:
   ``nfe_fixed_step`` says which).
 
-The record has the shape of a training run's ``metrics.json`` (``schema_version`` 2) with
-``kind: "measure"``, so the same aggregate and report read it
+Each model is timed with the optimizer its training uses
+(:func:`debench.train.build.make_optimizer`: the protocol's optimizer, weight decay included).
+
+The record has the shape of a training run's ``metrics.json`` (:mod:`debench.record_format`) with
+``kind: "measure"``, checked against the run-record schema before it is written, so the same
+aggregate and report read it
 (:mod:`debench.report.measurements` puts it beside the published numbers).
 """
 
@@ -32,8 +36,9 @@ import torch.nn.functional as F
 
 from debench.registry import (constant_depth_twin, create_model, import_plugins, merged_model_args, model_info,
                               model_meta)
-from debench.train.build import factory_kwargs
-from debench.train.record import config_hash
+from debench.record_format import SCHEMA_VERSION
+from debench.train.build import factory_kwargs, make_optimizer
+from debench.train.record import config_hash, write_record
 from debench.train.measure import activation_probe_bytes, count_parameters
 from debench.train.protocol import Protocol
 
@@ -58,12 +63,6 @@ def _timed(device: torch.device, fn) -> float:
     return time.perf_counter() - t
 
 
-def _optimizer(model, p: Protocol) -> torch.optim.Optimizer:
-    if p.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=p.lr, momentum=p.momentum, nesterov=p.nesterov)
-    return torch.optim.Adam(model.parameters(), lr=p.lr, betas=(p.momentum, 0.999))
-
-
 def measure(spec: dict[str, Any]) -> dict[str, Any]:
     """Measure one (model, dataset, seed) described by a run spec and write its ``metrics.json``.
 
@@ -81,7 +80,6 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     from debench.data.cache import load_cached
     from debench.data.device import DeviceData
     from debench.track import provenance
-    from debench.track.atomic import atomic_write_json
 
     t_start = time.time()
     import_plugins(spec.get("plugins", []))
@@ -128,7 +126,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     fixed_step = None if nfe is None else (method is not None and method not in ADAPTIVE)
 
     # ---- time per training step, alternating with the twin --------------------------------
-    opts = {n: _optimizer(m, protocol) for n, m in models.items()}
+    opts = {n: make_optimizer(m, protocol, device) for n, m in models.items()}  # as training builds it
     for _ in range(protocol.warmup_iterations or 3):
         for n, m in models.items():
             _training_step(m, opts[n], x, y, loss_of)
@@ -145,7 +143,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
               "dataset": spec["dataset"], "seed": seed, "data_source": spec.get("data_source"),
               "data": data_meta, "device_type": device.type, "precision": precision}
     record: dict[str, Any] = {
-        "schema_version": 2, "kind": "measure",
+        "schema_version": SCHEMA_VERSION, "kind": "measure",
         "experiment": spec["experiment"], "preset": spec.get("preset"), "table": spec.get("table"),
         "mode": spec.get("mode"), "comparable": spec.get("comparable", False),
         "model": name, "dataset": spec["dataset"], "seed": seed,
@@ -166,7 +164,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
                                             "threads": torch.get_num_threads(), "amp": "off", "compile": False},
         "data": data_meta, "provenance": provenance.collect(device),
     }
-    atomic_write_json(Path(spec["paths"]["metrics"]), record)
+    write_record(Path(spec["paths"]["metrics"]), record)
     return record
 
 
