@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from debench.cli import main
-from debench.report.aggregate import DEFAULT_TOLERANCES, aggregate, aggregate_rows
+from debench.report.aggregate import aggregate
 from debench.report.figures import epoch_curves
 from debench.report.html import build_report
 from debench.report.plots import PLOTS
@@ -207,7 +207,7 @@ def test_stored_results_rebuild_deterministically(tmp_path):
     if not STORED.exists():
         pytest.skip("results/published/runs.csv is not in this checkout")
     regenerate(STORED, tmp_path / "a", PUBLISHED)
-    aggregate_rows(read_runs_csv(STORED), PUBLISHED, tmp_path / "b", DEFAULT_TOLERANCES)
+    regenerate(STORED, tmp_path / "b", PUBLISHED)  # again: the same bytes
     info = json.loads((tmp_path / "a" / "tables" / "summary.json").read_text())
     assert info["tables"] == list(TABLE_NAMES) and info["runs"] == len(read_runs_csv(STORED))
     for name in sorted(p.name for p in (tmp_path / "a" / "tables").iterdir()):
@@ -229,6 +229,11 @@ def test_merged_artifacts_travel_with_runs_csv(tmp_path):
     into = tmp_path / "published" / "runs.csv"
     assert main(["merge-runs", str(tmp_path / "res"), "--into", str(into), "--copy-artifacts"]) == 0
     assert (tmp_path / "published" / "runs" / "flows_toy" / "eight_gaussians" / "ffjord_toy" / "seed0" / "artifacts"
+    # by hand from the MLP's three seeds in runs.csv (test error 1.50, 1.36, 1.52): mean 1.46, sample std
+    # sqrt((0.04² + 0.10² + 0.06²) / 2) = 0.087178, 95% CI 1.46 ± t(0.975, 2) 4.302653 x 0.087178 / sqrt(3) = ± 0.21656
+    mlp = pd.read_csv(tmp_path / "a" / "tables" / "neural_ode.csv").set_index("model").loc["mlp300_deskew_mnist"]
+    assert mlp["n"] == 3 and mlp["mean"] == pytest.approx(1.46) and mlp["std"] == pytest.approx(0.087178, abs=1e-6)
+    assert (mlp["ci95_low"], mlp["ci95_high"]) == pytest.approx((1.24344, 1.67656), abs=1e-5)
             / "density.png").is_file()
     page = (regenerate(into, tmp_path / "out", PUBLISHED), tmp_path / "out" / "report" / "report.html")[1].read_text()
     assert "ffjord_toy / eight_gaussians / seed 0: density" in page
