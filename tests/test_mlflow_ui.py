@@ -78,7 +78,13 @@ def test_experiments_are_marked_as_model_training(tmp_path, monkeypatch):
 
 NODE = shutil.which("node")
 CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
-ML_VIEW = ui.view_state_key("7")
+# MLflow 3.17.2's UI bundle keeps experiment 7's runs-table state under this key (its
+# ExperimentPage component state, keyed by the JSON list of experiment ids): written out, not computed
+ML_VIEW = 'MLflowLocalStorage-1.1-ExperimentPage-["7"]-ReactComponentState'
+
+
+def _view_key(experiment_id: str) -> str:
+    return f'MLflowLocalStorage-1.1-ExperimentPage-["{experiment_id}"]-ReactComponentState'
 
 
 def run_seed_script(stored: dict[str, str]) -> dict[str, str]:
@@ -90,6 +96,11 @@ def run_seed_script(stored: dict[str, str]) -> dict[str, str]:
     out = subprocess.run([NODE, "-e", harness % (json.dumps(stored), body)], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
+
+
+def test_the_view_state_key_is_the_one_mlflows_ui_reads():
+    assert ui.view_state_key("7") == ML_VIEW and ui.view_state_key(12) == _view_key("12")
+    assert ui.WORKFLOW_KEY == "mlflow.workflowType_v1"
 
 
 @pytest.mark.skipif(NODE is None, reason="node is not installed")
@@ -209,7 +220,7 @@ def test_mlflow_ui_opens_an_experiment_on_its_runs_table_with_the_metrics(tmp_pa
     uri, exp_id, _ = tracked_run(tmp_path)
     untagged = MlflowClient(uri).create_experiment("not-debench")
     index, dom = dump_experiment_page(tmp_path, uri, exp_id, ui.server_args())
-    assert json.dumps(ui.view_state_key(exp_id)) in index and json.dumps(ui.view_state_key(untagged)) not in index
+    assert json.dumps(_view_key(exp_id)) in index and json.dumps(_view_key(untagged)) not in index
     assert "<title>Runs - Experiment" in dom and "resnet20-seed0" in dom, dom[-3000:]
     for metric, value in METRICS.items():
         assert f'data-testid="sort-header-{metric}"' in dom, f"no {metric} column: {dom[-3000:]}"
