@@ -40,9 +40,14 @@ def loads(monkeypatch):
 def test_record_names_resolved_settings_meta_precision_and_data(tmp_path, tiny_cache):
     rec = loop.train(make_spec(tmp_path, tiny_cache, **{**TINY, "protocol": {"epochs": 3}}))
     assert rec["schema_version"] == SCHEMA_VERSION == 2
-    assert rec["protocol"] == dataclasses.asdict(Protocol.from_dict(make_spec(tmp_path, tiny_cache,
-                                                                              protocol={"epochs": 3})["protocol"]))
-    assert rec["protocol"]["weight_decay"] == 1e-4  # a default nobody wrote
+    # the spec's four keys (make_spec, epochs 3) and every default, written out: a record names all of them
+    assert rec["protocol"] == {
+        "batch_size": 64, "epochs": 3, "lr": 0.02, "eval_batch_size": 128,
+        "optimizer": "sgd", "momentum": 0.9, "nesterov": False, "weight_decay": 1e-4, "iterations": None,
+        "schedule": "step", "milestones": [], "gamma": 0.1, "warmup_iterations": 0, "warmup_lr": None,
+        "crop_padding": 4, "flip": True, "input_norm": "channel", "val_fraction": 0.0, "select_by": "last",
+        "grad_clip": None, "ema": None, "label_smoothing": 0.0, "eval_every": 1, "checkpoint_every": 1,
+    }
     assert rec["model_args"] == {"after": 10**9, "in_channels": 3, "num_classes": 10}
     meta = rec["model_meta"]
     assert meta == {"reference": [], "depth": None, "constant_depth_twin": None, "compilable": False,
