@@ -39,10 +39,12 @@ def _published_with(tmp_path: Path, column: str, value: str, metric_not: str = "
 
 # ---- the module and the schema file -----------------------------------------------------------
 
-def test_the_format_module_imports_neither_torch_nor_pandas():
-    code = ("import sys, debench.record_format as rf; rf.check_record({}, 'x') if False else None; "
-            "print(sorted(m for m in ('torch', 'pandas') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+def test_the_format_module_imports_neither_torch_nor_pandas_nor_jsonschema():
+    """A training process checks its record without loading a validator; a box without jsonschema still can."""
+    code = ("import sys, json, debench.record_format as rf; from tests.report_records import record; "
+            "rf.check_record(json.loads(json.dumps(record())), 'x'); "
+            "print(sorted(m for m in ('torch', 'pandas', 'jsonschema') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
 
@@ -71,6 +73,35 @@ def test_the_schema_version_is_defined_once():
               if re.search(r"^SCHEMA_VERSION\s*[:=]", p.read_text(), re.M)]
     assert stated == ["src/debench/record_format.py"], stated
     assert '"schema_version": 2' not in (ROOT / "src" / "debench" / "measurement.py").read_text()
+
+
+def test_the_schema_uses_only_the_keywords_record_format_applies():
+    schema = json.loads(SCHEMA.read_text())
+    for column in [c for c in schema["properties"] if c not in rf.GROUPS] + [
+            f"model_meta.{k}" for k in schema["properties"]["model_meta"]["properties"]]:
+        sub = rf.column_schema(column)
+        assert set(sub) <= rf.KEYWORDS and set(sub.get("items", {})) <= rf.KEYWORDS, column
+
+
+VALUES = [None, True, False, 0, 1, -1, 2, 2.0, 2.5, -0.5, 56.0, "", "x", "ok", "paper", "discrete", "timeout", "1",
+          [], [{}], [1], [{"table_id": "T"}, "s"], {}, {"a": 1}, ["a.png"], [3]]
+
+
+def test_record_format_agrees_with_jsonschema_on_every_column():
+    """The standard-library check gives the verdict the jsonschema package gives, column by column."""
+    from jsonschema import Draft7Validator
+
+    schema = json.loads(SCHEMA.read_text())
+    columns = [c for c in schema["properties"] if c not in rf.GROUPS]
+    columns += [f"model_meta.{k}" for k in schema["properties"]["model_meta"]["properties"]]
+    checked = 0
+    for column in columns:
+        sub = rf.column_schema(column)
+        for value in VALUES:
+            ours = rf._problem(sub, value) is None
+            assert ours == Draft7Validator(sub).is_valid(value), (column, value)
+            checked += 1
+    assert checked == len(columns) * len(VALUES) and len(columns) > 50
 
 
 def test_every_status_a_run_can_end_with_is_allowed_and_nothing_else():
@@ -167,7 +198,7 @@ def test_an_unknown_status_is_refused_not_counted_as_failed(tmp_path):
     ("comparable", "maybe", "'maybe' is not true or false"),
     ("seed", "one", "'one' is not an integer"),
     ("schema_version", "1", "schema_version 1, this debench reads 2 or newer"),
-    ("model_meta.reference", "[1]", "[1]: [0] 1 is not of type 'object'"),
+    ("model_meta.reference", "[1]", "item 0: 1 is not a JSON object"),
 ])
 def test_other_bad_cells_are_named(tmp_path, column, cell, says):
     path, line = _published_with(tmp_path, column, cell)

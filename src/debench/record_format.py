@@ -18,7 +18,10 @@ JSON-encoded. A ``runs.csv`` row is checked against the same schema: each cell i
 type the schema names for its column (a number from its text, a list from its JSON) and checked;
 a cell that does not fit is refused with the file, line and column named.
 
-This module imports neither torch nor pandas.
+This module imports nothing beyond the standard library (no torch, pandas or jsonschema): a
+training process checks its record without loading a validator, and a machine without the
+jsonschema package still writes and reads records. It applies the schema keywords of
+:data:`KEYWORDS`; ``tests/test_record_format.py`` checks that it agrees with jsonschema.
 """
 
 from __future__ import annotations
@@ -161,28 +164,47 @@ def _read_back(column: str, v: Any) -> Any:
 
 _WORDS = {"integer": "an integer", "number": "a number", "string": "text", "boolean": "true or false",
           "array": "a JSON list", "object": "a JSON object", "null": "empty"}
+# the JSON Schema keywords a column's schema may use; :func:`_problem` applies them (the test suite checks
+# that it agrees with the jsonschema package), so reading and writing records needs no third-party package
+KEYWORDS = frozenset({"type", "enum", "minimum", "minLength", "items", "description", "default"})
 
 
-@functools.lru_cache(maxsize=None)
-def _validator(column: str) -> Any:
-    from jsonschema import Draft7Validator
+def _is(v: Any, t: str) -> bool:
+    """``v`` has JSON Schema type ``t`` (an integral float is an integer, as Draft 7 says; a bool is no number)."""
+    if t == "null":
+        return v is None
+    if t == "boolean":
+        return isinstance(v, bool)
+    if isinstance(v, bool):
+        return False
+    if t == "integer":
+        return isinstance(v, int) or (isinstance(v, float) and v.is_integer())
+    if t == "number":
+        return isinstance(v, (int, float))
+    return isinstance(v, {"string": str, "array": list, "object": dict}[t])
 
-    return Draft7Validator(column_schema(column))
 
-
-def _explain(column: str, value: Any, sub: dict[str, Any]) -> str | None:
-    """Why ``value`` breaks the column's schema ``sub``, in words; None when it fits."""
-    errors = sorted(_validator(column).iter_errors(value), key=lambda e: [str(p) for p in e.absolute_path])
-    if not errors:
-        return None
-    err = errors[0]
-    if err.validator == "enum":
-        return f"{value!r} is not one of the allowed values {', '.join(map(repr, sub['enum']))}"
-    if err.validator == "type" and not err.absolute_path:
-        want = [_WORDS.get(t, t) for t in _types(column) or [sub.get("type")]]
-        return f"{value!r} is not {' or '.join(want)}"
-    inner = "".join(f"[{p!r}]" for p in err.absolute_path)
-    return f"{value!r}: {inner + ' ' if inner else ''}{err.message}"
+def _problem(sub: dict[str, Any], v: Any) -> str | None:
+    """Why ``v`` breaks the column schema ``sub``, in words; None when it fits."""
+    unknown = set(sub) - KEYWORDS
+    if unknown:
+        raise RecordFormatError(f"{SCHEMA_FILE}: keyword(s) {', '.join(sorted(unknown))} are not applied by "
+                                "debench.record_format: use only " + ", ".join(sorted(KEYWORDS)))
+    if "enum" in sub and not any(v == e and type(v) is type(e) for e in sub["enum"]):
+        return f"{v!r} is not one of the allowed values {', '.join(map(repr, sub['enum']))}"
+    types = [sub["type"]] if isinstance(sub.get("type"), str) else list(sub.get("type", []))
+    if types and not any(_is(v, t) for t in types):
+        return f"{v!r} is not {' or '.join(_WORDS[t] for t in types)}"
+    if "minimum" in sub and _is(v, "number") and v < sub["minimum"]:
+        return f"{v!r} is less than the minimum {sub['minimum']!r}"
+    if "minLength" in sub and isinstance(v, str) and len(v) < sub["minLength"]:
+        return f"{v!r} is shorter than {sub['minLength']} character(s)"
+    if "items" in sub and isinstance(v, list):
+        for i, item in enumerate(v):
+            inner = _problem(sub["items"], item)
+            if inner is not None:
+                return f"item {i}: {inner}"
+    return None
 
 
 def check_row(row: dict[str, Any], where: str, partial: bool = False) -> None:
@@ -200,7 +222,7 @@ def check_row(row: dict[str, Any], where: str, partial: bool = False) -> None:
         for column in sorted(row):
             sub = column_schema(column)
             value = _read_back(column, row[column]) if sub is not None else None
-            problem = None if value is None else _explain(column, value, sub)
+            problem = None if value is None else _problem(sub, value)
             if problem is not None:
                 raise RecordFormatError(f"{where}, column {column!r}: {problem}")
         return
@@ -230,7 +252,7 @@ def check_row(row: dict[str, Any], where: str, partial: bool = False) -> None:
         value = _read_back(column, row[column])
         if value is None and column not in REQUIRED:
             continue  # an optional value left empty (a failed run has no test metrics)
-        problem = _explain(column, value, sub)
+        problem = _problem(sub, value)
         if problem is not None:
             if column == "schema_version" and isinstance(value, int):
                 problem = f"schema_version {value}, this debench reads {SCHEMA_VERSION} or newer"
