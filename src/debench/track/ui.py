@@ -27,7 +27,7 @@ log = logging.getLogger("debench.track")
 
 WORKFLOW_KEY = "mlflow.workflowType_v1"
 WORKFLOW = "machine_learning"
-# the run-level numbers the survey compares; keys as written by debench.train.record.FINAL_KEYS
+# the run-level numbers the survey compares; keys as logged from debench.record_format.FINAL_KEYS
 METRIC_COLUMNS = ("test_accuracy", "nfe_forward", "peak_memory_mb")
 INDEX_ENDPOINT = "serve"  # mlflow.server's view that returns the UI's index.html
 
