@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from debench.cli import main
-from debench.report.aggregate import aggregate
+from debench.report.aggregate import EVIDENCE, aggregate
 from debench.report.figures import epoch_curves
 from debench.report.html import build_report
 from debench.report.plots import PLOTS
@@ -58,7 +58,7 @@ def write_run(root, experiment, table, model, dataset, seed, metric, value, *, c
 
 def make_runs(root):
     """A small results tree touching six of the eight tables (anode and latent_sde left unrun)."""
-    for seed, err in enumerate([8.5, 8.9, 9.1]):
+    for seed, err in enumerate([8.6, 8.7, 8.8]):  # 95% CI [8.45, 8.95] inside 8.75 ± 0.5: reproduced
         write_run(root, "resnet_he2016", "discrete", "resnet20", "cifar10", seed, "test_error", err, comparable=True)
     write_run(root, "resnet_he2016", "discrete", "resnet56", "cifar10", 0, "test_error", 7.1,
               extra={"activation_memory_mb": 65.0})
@@ -158,15 +158,31 @@ def test_regeneration_from_runs_csv_is_byte_identical(built, tmp_path):
 def test_report_sections_provenance_and_not_comparable(built):
     tmp, runs, _ = built
     page = build_report(tmp / "agg", tmp / "agg" / "report", runs_dir=runs).read_text()
-    assert page.index('id="summary"') < page.index('id="provenance"') < page.index('data-table="discrete"')
+    # what exists first: summary, trained tables, then the families not run as one list, then provenance
+    assert page.index('id="toc"') < page.index('id="summary"') < page.index('data-table="discrete"') \
+        < page.index('id="not-run"') < page.index('id="source-tags"') < page.index('id="provenance"')
+    info = json.loads((tmp / "agg" / "tables" / "summary.json").read_text())
+    run = set(info["tables_run"])
+    assert run == {"discrete", "stochastic", "neural_ode", "neural_sde", "generative", "flows"}
     for name in TABLE_NAMES:
-        assert f'data-table="{name}"' in page and f'id="sec-{name}"' in page
+        if name in run:
+            assert f'data-table="{name}"' in page and f'id="sec-{name}"' in page and f'href="#sec-{name}"' in page
+        else:  # no empty table, no placeholder: one line in the not-run list
+            assert f'data-table="{name}"' not in page and f'<li data-family="{name}">' in page
     assert 'id="not-comparable"' in page and "unit" in page
-    assert "abc123" in page and "x86_64" in page and "2.x" in page
+    # a CPU run is named CPU, not by its machine architecture (x86_64), and shows no CUDA version
+    assert "abc123" in page and f"CPU ({info['runs']} runs)" in page and "x86_64" not in page and "2.x" in page
+    assert "CUDA" not in page.split('id="provenance"')[1]
+    assert "<b>[PRIMARY]</b>: the paper" in page
     srcs = re.findall(r'<img [^>]*src="([^"]{0,30})', page)
-    assert len(srcs) >= len(PLOTS) and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert srcs and all(s.startswith("data:image/png;base64,") for s in srcs)
+    for ps in PLOTS.values():  # a family not run shows no plot (no placeholder figure)
+        if ps.section in set(TABLE_NAMES) - run:
+            assert ps.caption not in page
     assert "score_sde_ve_cifar / cifar10 / seed 0: samples_em" in page      # artifact embedded
-    assert page.count('<td class="not-comparable">') >= 1 and "reproduced: <b>1</b>" in page
+    assert page.count('<td class="not-comparable">') >= 1
+    trained = info["evidence"]["trained"]["verdicts"]
+    assert trained["reproduced"] == 1 and f'reproduced <b>{trained["reproduced"]}</b>' in page
 
 
 def test_every_plot_has_a_caption_file_and_a_section():
@@ -213,12 +229,30 @@ def test_stored_results_rebuild_deterministically(tmp_path):
     for name in sorted(p.name for p in (tmp_path / "a" / "tables").iterdir()):
         assert (tmp_path / "a" / "tables" / name).read_bytes() == (tmp_path / "b" / "tables" / name).read_bytes()
     assert (tmp_path / "a" / "runs.csv").read_bytes() == STORED.read_bytes()
+    # by hand from the MLP's three seeds in runs.csv (test error 1.50, 1.36, 1.52): mean 1.46, sample std
+    # sqrt((0.04² + 0.10² + 0.06²) / 2) = 0.087178, 95% CI 1.46 ± t(0.975, 2) 4.302653 x 0.087178 / sqrt(3) = ± 0.21656
+    mlp = pd.read_csv(tmp_path / "a" / "tables" / "neural_ode.csv").set_index("model").loc["mlp300_deskew_mnist"]
+    assert mlp["n"] == 3 and mlp["mean"] == pytest.approx(1.46) and mlp["std"] == pytest.approx(0.087178, abs=1e-6)
+    assert (mlp["ci95_low"], mlp["ci95_high"]) == pytest.approx((1.24344, 1.67656), abs=1e-5)
+    # that CI lies inside Chen et al.'s 1.60 ± 0.5 = [1.10, 2.10]: the equivalence verdict is reproduced
+    assert mlp["published"] == pytest.approx(1.60) and mlp["verdict"] == "reproduced"
     # every count in results/published/README.md is the one the committed runs.csv gives
     readme = (STORED.parent / "README.md").read_text()
-    both = {v: info["verdicts"].get(v, 0) + info.get("measurement_verdicts", {}).get(v, 0)
-            for v in ("reproduced", "not reproduced", "no published number")}
-    assert (f"| verdicts | reproduced {both['reproduced']}, not reproduced {both['not reproduced']}, "
-            f"no published number {both['no published number']}, not yet run {info['not_yet_run_rows']} |") in readme
+    names = {"trained": "trained results", "measurements": "measurements", "architecture": "architecture checks"}
+    assert set(info["evidence"]) == set(names)
+    for kind, e in info["evidence"].items():  # one line per kind of evidence, every verdict of the kind
+        counts = ", ".join(f"{v} {e['verdicts'][v]}" for v in EVIDENCE[kind][1])
+        assert f"| {names[kind]} | {e['rows']} | {counts} |" in readme, kind
+    # each row counted once: the kinds add up to the rows of the tables they come from
+    tables = tmp_path / "a" / "tables"
+    trained_rows = sum(len(pd.read_csv(tables / f"{t}.csv")) for t in info["tables"])
+    assert info["evidence"]["trained"]["rows"] == trained_rows
+    assert info["evidence"]["measurements"]["rows"] == len(pd.read_csv(tables / "measurements.csv"))
+    assert info["evidence"]["architecture"]["rows"] == len(pd.read_csv(tables / "architecture.csv"))
+    # the report's banner gives the same numbers
+    page = (tmp_path / "a" / "report" / "report.html").read_text()
+    for kind, e in info["evidence"].items():
+        assert f'<span data-kind="{kind}"><b>{names[kind].capitalize()}: {e["rows"]}</b>' in page, kind
     assert f"| runs | {info['runs']} ({info['runs_ok']} ok, {info['runs_failed']} failed) |" in readme
 
 
@@ -229,11 +263,6 @@ def test_merged_artifacts_travel_with_runs_csv(tmp_path):
     into = tmp_path / "published" / "runs.csv"
     assert main(["merge-runs", str(tmp_path / "res"), "--into", str(into), "--copy-artifacts"]) == 0
     assert (tmp_path / "published" / "runs" / "flows_toy" / "eight_gaussians" / "ffjord_toy" / "seed0" / "artifacts"
-    # by hand from the MLP's three seeds in runs.csv (test error 1.50, 1.36, 1.52): mean 1.46, sample std
-    # sqrt((0.04² + 0.10² + 0.06²) / 2) = 0.087178, 95% CI 1.46 ± t(0.975, 2) 4.302653 x 0.087178 / sqrt(3) = ± 0.21656
-    mlp = pd.read_csv(tmp_path / "a" / "tables" / "neural_ode.csv").set_index("model").loc["mlp300_deskew_mnist"]
-    assert mlp["n"] == 3 and mlp["mean"] == pytest.approx(1.46) and mlp["std"] == pytest.approx(0.087178, abs=1e-6)
-    assert (mlp["ci95_low"], mlp["ci95_high"]) == pytest.approx((1.24344, 1.67656), abs=1e-5)
             / "density.png").is_file()
     page = (regenerate(into, tmp_path / "out", PUBLISHED), tmp_path / "out" / "report" / "report.html")[1].read_text()
     assert "ffjord_toy / eight_gaussians / seed 0: density" in page

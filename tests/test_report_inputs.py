@@ -116,7 +116,7 @@ def test_regenerate_finds_the_published_csv_from_any_directory(stored, tmp_path,
 def test_banner_counts_rows_devices_and_names_families_not_run(tmp_path):
     runs = tmp_path / "runs"
     write_record(runs, record("resnet20", 0, value=8.7))                                 # published 8.75
-    write_record(runs, record("resnet32", 0, value=12.0,
+    write_record(runs, record("resnet32", 0, value=12.0, runtime={"device_type": "cuda"},
                               provenance={"device_name": "NVIDIA H200"}))               # published 7.51
     want = [runs / "exp" / "cifar10" / m / "seed0" / "metrics.json" for m in ("resnet20", "resnet32", "resnet44")]
     assert main(["aggregate", "--runs", str(runs), "--published", str(PUBLISHED), "--out", str(tmp_path / "agg"),
@@ -124,8 +124,9 @@ def test_banner_counts_rows_devices_and_names_families_not_run(tmp_path):
     assert main(["report", "--tables", str(tmp_path / "agg"), "--out", str(tmp_path / "agg" / "report")]) == 0
     page = (tmp_path / "agg" / "report" / "report.html").read_text()
     banner = page[page.index('id="verdict-banner"'):].split("</p>")[0]
-    assert "<b>1</b> row(s) reproduced, <b>1</b> not reproduced, <b>1</b> not yet run" in banner
-    assert "NVIDIA H200 (1 run)" in banner and "x86_64 (1 run)" in banner
+    # one seed each: no confidence interval, so neither row is reproduced or refuted yet
+    assert "<b>Trained results: 2</b> (2 inconclusive)" in banner and "<b>1</b> expected row(s) not yet run" in banner
+    assert "NVIDIA H200 (1 run)" in banner and "CPU (1 run)" in banner and "x86_64" not in banner
     assert "Families not yet run: neural_ode, anode, flows, stochastic, neural_sde, latent_sde, generative" in banner
 
 

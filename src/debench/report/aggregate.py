@@ -2,7 +2,10 @@
 
 Each table row is one (experiment, dataset, model, config hash): the primary metric's mean ±
 std, n and a 95% Student-t confidence interval over the seeds that finished with status ``ok``;
-failed runs (``diverged``, ``solver_failed``) are counted, never averaged in. Runs of the same
+failed runs (``diverged``, ``solver_failed``) are counted, never averaged in. Its verdict is the
+equivalence verdict of :mod:`debench.report.equivalence` (reproduced only when the whole CI lies
+inside published ± tolerance). ``summary.json`` counts three kinds of evidence apart
+(``evidence``): trained results, measurements and architecture checks (:data:`EVIDENCE`). Runs of the same
 model with different config hashes are never averaged together: each hash is its own row, and
 its ``config`` cell says what differs (:mod:`debench.report.compare`). The rows come from
 ``metrics.json`` files (:func:`aggregate`) or a stored ``runs.csv`` (:func:`aggregate_rows`),
@@ -22,9 +25,11 @@ import numpy as np
 import pandas as pd
 
 from debench.report.compare import config_labels, time_savings
+from debench.report.equivalence import INCONCLUSIVE, measured_verdict, trained_verdict
 from debench.report.expected import devices, identity_from_path, not_yet_run, select_expected
 from debench.report.published import load_published, match
-from debench.report.measurements import measurement_table, split_measurements, write_measurement_table
+from debench.report.measurements import (ARCHITECTURE, DIFFERENT, MEASUREMENT, measurement_table, split_measurements,
+                                         trained_architecture_rows, write_measurement_table)
 from debench.report.render import write_table
 from debench.report.runs import adjoint_flag, canonical, read_run_dirs
 from debench.report.tables import TABLE_NAMES, TABLE_TITLES, row_order, side_keys
@@ -32,7 +37,14 @@ from debench.report.tolerance import Tolerance, parse_tolerances
 from debench.track.atomic import atomic_write_json, atomic_write_text
 
 log = logging.getLogger("debench.report")
-VERDICTS = ("reproduced", "not reproduced", "no published number", "not comparable")
+VERDICTS = ("reproduced", "not reproduced", "inconclusive", "no published number", "not comparable")
+# The three kinds of evidence, each with its own verdicts, counted apart (summary.json "evidence").
+EVIDENCE = {
+    "trained": ("Trained results", VERDICTS),
+    "measurements": ("Measurements", ("reproduced", "not reproduced", DIFFERENT, "no published number",
+                                      "not comparable")),
+    "architecture": ("Architecture checks", ("matches", "differs", "no published number", "not comparable")),
+}
 DEFAULT_TOLERANCES = {"test_error": 0.5, "bits_per_dim": 0.02}
 ROW_KEY = ["table", "experiment", "mode", "dataset", "model", "settings_hash"]
 __all__ = ["TABLE_TITLES", "VERDICTS", "aggregate", "aggregate_rows", "read_runs", "summarize", "t_interval"]
@@ -88,13 +100,15 @@ def summarize(runs: pd.DataFrame, published: pd.DataFrame, tolerances: dict[str,
         row.update(published=pub["value"] if pub else math.nan,
                    published_tag=pub["tag"] if pub else "", published_source=pub["source_url"] if pub else "",
                    published_table=pub["table_id"] if pub else "",
+                   published_read_from=pub["read_from"] if pub else "", published_paper_url=pub["paper_url"] if pub else "",
                    published_params_m=pub["params_m"] if pub else math.nan)
         row["difference"] = row["mean"] - row["published"] if pub else math.nan
         comparable = bool(g["comparable"].fillna(False).astype(bool).all()) and row["mode"] != "common"
         tol = tolerances.get(metric)
         row["tolerance"] = tol.label() if tol else ""
-        row["verdict"] = _verdict(row, comparable, tol)
+        row["verdict"], row["verdict_reason"], row["seeds_needed"] = _verdict(row, vals, comparable, tol)
         row["params_verdict"] = _params_verdict(ok, row["published_params_m"], tolerances.get("params_m"))
+        row["params_tolerance"] = tolerances["params_m"].label() if "params_m" in tolerances else ""
         out.append(row)
     summary = pd.DataFrame(out)
     if summary.empty:
@@ -125,19 +139,21 @@ def _params_verdict(ok: pd.DataFrame, published_m: float, tol: Tolerance | None)
     params = pd.to_numeric(ok["params"], errors="coerce").dropna() if "params" in ok else pd.Series(dtype=float)
     if tol is None or params.empty or math.isnan(published_m):
         return ""
-    return "reproduced" if tol.allows(float(params.mean()) / 1e6, published_m) else "not reproduced"
+    eq = measured_verdict(float(params.mean()) / 1e6, published_m, tol)
+    return "matches" if eq.verdict == "reproduced" else "differs"
 
 
-def _verdict(row: dict[str, Any], comparable: bool, tolerance: Tolerance | None) -> str:
+def _verdict(row: dict[str, Any], values: np.ndarray, comparable: bool,
+             tolerance: Tolerance | None) -> tuple[str, str, float]:
+    """``(verdict, reason, seeds needed)``: the equivalence verdict of the row's finished seeds."""
     if not comparable:
-        return "not comparable"
+        return "not comparable", "reduced preset or common mode: never compared with a paper", math.nan
     if math.isnan(row["published"]):
-        return "no published number"
-    if row["n"] == 0:
-        return "not reproduced"
-    inside = row["ci95_low"] <= row["published"] <= row["ci95_high"] if row["n"] > 1 else False
-    close = tolerance is not None and tolerance.allows(row["mean"], row["published"])
-    return "reproduced" if inside or close else "not reproduced"
+        return "no published number", "", math.nan
+    if tolerance is None:
+        return INCONCLUSIVE, f"no tolerance for {row['metric']} in report.tolerances", math.nan
+    eq = trained_verdict(values, row["published"], tolerance)
+    return eq.verdict, eq.reason, math.nan if eq.seeds_needed is None else float(eq.seeds_needed)
 
 
 def aggregate_rows(runs: pd.DataFrame, published_csv: Path, out_dir: Path, tolerances: dict[str, Any] | None = None,
@@ -173,13 +189,12 @@ def aggregate_rows(runs: pd.DataFrame, published_csv: Path, out_dir: Path, toler
     stale = list(stale or []) + stale_rows
     runs, text = canonical(runs)
     measured, trained = split_measurements(runs)
-    measurements = measurement_table(measured, published, tols)
     summary = summarize(trained, published, tols) if not trained.empty else pd.DataFrame()
+    measurements = trained_architecture_rows(summary, measurement_table(measured, published, tols))
     names = list(TABLE_NAMES if tables is None else tables)
     names += sorted(set(summary["table"]) - set(names)) if not summary.empty else []
-    counts = {v: int((summary["verdict"] == v).sum()) if not summary.empty else 0 for v in VERDICTS}
     info = {
-        "verdicts": counts, "runs": len(runs),
+        "evidence": evidence_counts(summary, measurements), "runs": len(runs),
         "runs_ok": int((runs["status"] == "ok").sum()) if not runs.empty else 0,
         "runs_failed": int((runs["status"] != "ok").sum()) if not runs.empty else 0,
         "comparable": bool(runs["comparable"].fillna(False).astype(bool).all()) if not runs.empty else None,
@@ -188,8 +203,6 @@ def aggregate_rows(runs: pd.DataFrame, published_csv: Path, out_dir: Path, toler
         "missing": missing, "incomplete": missing, "not_yet_run_rows": not_yet_run(missing, summary),
         "stale": stale, "unreadable": problems, "tables": names,
         "devices": devices(runs), "tolerances": {k: t.label() for k, t in tols.items()},
-        "measurement_verdicts": {v: int((measurements["verdict"] == v).sum()) for v in
-                                 sorted(set(measurements["verdict"]))} if not measurements.empty else {},
     }
     out_dir = Path(out_dir)
     atomic_write_text(out_dir / "runs.csv", text)
@@ -205,6 +218,31 @@ def aggregate_rows(runs: pd.DataFrame, published_csv: Path, out_dir: Path, toler
     if stale:
         log.warning("%d stale run(s) the config no longer asks for were left out", len(stale))
     return summary
+
+
+def evidence_counts(summary: pd.DataFrame, measurements: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """Rows and verdicts per kind of evidence (:data:`EVIDENCE`); every row is counted exactly once.
+
+    Args:
+        summary: the trained rows (one per experiment, dataset, model, config hash).
+        measurements: the measurement and architecture rows (``kind`` column), trained runs'
+            parameter counts already merged in (:func:`debench.report.measurements.trained_architecture_rows`).
+
+    Returns:
+        ``{kind: {"rows": n, "verdicts": {verdict: count}}}``, every verdict of the kind listed.
+    """
+    frames = {"trained": summary,
+              "measurements": measurements[measurements["kind"] == MEASUREMENT] if not measurements.empty else measurements,
+              "architecture": measurements[measurements["kind"] == ARCHITECTURE] if not measurements.empty else measurements}
+    out = {}
+    for kind, (_, verdicts) in EVIDENCE.items():
+        f = frames[kind]
+        got = f["verdict"].value_counts().to_dict() if not f.empty else {}
+        unknown = set(got) - set(verdicts)
+        if unknown:
+            raise ValueError(f"{kind}: verdict(s) {sorted(unknown)} outside {verdicts}")
+        out[kind] = {"rows": int(len(f)), "verdicts": {v: int(got.get(v, 0)) for v in verdicts}}
+    return out
 
 
 def aggregate(runs_dir: Path, published_csv: Path, out_dir: Path, tolerances: dict[str, Any] | None = None,

@@ -48,11 +48,23 @@ def not_yet_run(missing: list[dict[str, Any]], summary: pd.DataFrame) -> int:
 
 
 def devices(runs: pd.DataFrame) -> dict[str, int]:
-    """Runs per device (``provenance.device_name``, else ``runtime.device_type``)."""
-    for col in ("provenance.device_name", "runtime.device_type"):
-        if not runs.empty and col in runs and runs[col].notna().any():
-            return {str(k): int(v) for k, v in runs[col].dropna().astype(str).value_counts().sort_index().items()}
-    return {}
+    """Runs per device: ``CPU`` for a run whose ``runtime.device_type`` is cpu (its
+    ``provenance.device_name`` is only the machine architecture, ``x86_64``), else the device
+    name (the GPU's), else the device type."""
+    if runs.empty:
+        return {}
+    kind = runs["runtime.device_type"].astype(str).str.lower() if "runtime.device_type" in runs \
+        else pd.Series("", index=runs.index)
+    name = runs["provenance.device_name"] if "provenance.device_name" in runs else pd.Series(None, index=runs.index)
+    labels = []
+    for k, n in zip(kind, name):
+        if k == "cpu":
+            labels.append("CPU")
+        elif isinstance(n, str) and n.strip():
+            labels.append(n)
+        elif k and k != "nan":
+            labels.append(k)
+    return {str(k): int(v) for k, v in pd.Series(labels, dtype=object).value_counts().sort_index().items()}
 
 
 _LAYOUT = re.compile(r"(?P<experiment>[^/]+)/(?P<dataset>[^/]+)/(?P<model>[^/]+)/seed(?P<seed>\d+)/metrics\.json$")

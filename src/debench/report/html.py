@@ -13,7 +13,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from debench.report.aggregate import VERDICTS
+from debench.report.aggregate import EVIDENCE
+from debench.report.measurements import DIFFERENT
+from debench.report.expected import devices
+from debench.report.published import SOURCE_TAGS
 from debench.report.plots import PLOTS, draw_all
 from debench.report.render import NOT_COMPARABLE, display_frame, spec
 from debench.report.runs import read_runs_csv
@@ -22,8 +25,11 @@ from debench.track.atomic import atomic_write_text
 
 CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1280px;color:#222}
 table{border-collapse:collapse;font-size:12px;margin:1em 0}th,td{border:1px solid #ccc;padding:3px 6px}
-th{background:#f3f3f3}td.reproduced{background:#dfd}td.not-reproduced{background:#fdd}
-td.not-comparable{color:#777}figure{display:inline-block;margin:8px;max-width:600px;vertical-align:top}
+th{background:#f3f3f3}td.reproduced,td.matches{background:#dfd}td.not-reproduced,td.differs{background:#fdd}
+td.inconclusive{background:#fff1c2}td.different-quantity,td.no-published-number{background:#eef0f4;color:#555}
+td.not-comparable{color:#777}nav#toc{background:#f7f7f7;border:1px solid #ddd;padding:6px 12px;display:inline-block}
+nav#toc ol{margin:4px 0;padding-left:1.4em}#summary th{text-align:left}
+div.scroll{overflow-x:auto;max-width:100%}ol.notes{font-size:13px;color:#444;max-width:900px}figure{display:inline-block;margin:8px;max-width:600px;vertical-align:top}
 img{max-width:100%}figcaption{font-size:12px;color:#555}.note{color:#666;font-size:13px}
 .banner{background:#fff4d6;border:1px solid #e0b84c;padding:8px 12px}section{margin-top:2em}"""
 CHECK_IMAGES = """<script>
@@ -45,8 +51,13 @@ def _figure(path: Path, caption: str) -> str:
     return f"<figure>{_img(path)}<figcaption>{html.escape(caption)}</figcaption></figure>"
 
 
+KEEP_COLUMNS = {"model", "dataset", "mode", "metric", "mean ± std", "n", "95% CI", "published", "tolerance", "verdict"}
+
+
 def _table_html(summary: pd.DataFrame, name: str) -> str:
     shown = display_frame(summary, name)
+    if not shown.empty:  # a column empty in every row says nothing (no NFE for an MLP)
+        shown = shown[[c for c in shown.columns if c in KEEP_COLUMNS or shown[c].astype(str).str.strip().ne("").any()]]
     head = "".join(f"<th>{html.escape(c)}</th>" for c in shown.columns)
     if shown.empty:
         body = f'<tr><td class="not-run" colspan="{len(shown.columns)}">{html.escape(NOT_RUN)}</td></tr>'
@@ -64,15 +75,17 @@ def _table_html(summary: pd.DataFrame, name: str) -> str:
             else:
                 cells.append(f"<td>{html.escape(str(v))}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
-    return (f'<table data-table="{name}" data-rows="{len(rows)}"><thead><tr>{head}</tr></thead>'
-            f'<tbody>{"".join(rows)}</tbody></table>')
+    return (f'<div class="scroll"><table data-table="{name}" data-rows="{len(rows)}"><thead><tr>{head}</tr></thead>'
+            f'<tbody>{"".join(rows)}</tbody></table></div>')
 
 
 def _read_table(csv: Path) -> pd.DataFrame:
     if not csv.exists():
         return pd.DataFrame()
     text = ("model", "dataset", "settings_hash", "published_tag", "published_source", "adjoint", "constant_depth_model",
-            "fid_not_computed", "config", "tolerance", "params_verdict", "time_note")
+            "fid_not_computed", "config", "tolerance", "params_verdict", "time_note", "verdict_reason",
+            "published_read_from", "published_paper_url", "reason", "ratio_to", "against", "read_from", "source_url",
+            "paper_url", "published_row", "kind", "quantity", "verdict", "experiment")
     summary = pd.read_csv(csv, dtype={c: str for c in text})
     for col in text[2:]:
         if col in summary:
@@ -90,6 +103,11 @@ def _artifacts(runs: pd.DataFrame, runs_dir: Path | None, table: str) -> list[st
 def build_report(tables_dir: Path, out: Path, runs_dir: Path | None = None) -> Path:
     """Write ``out/report.html`` (images embedded) and ``out/plots/*.png``.
 
+    The page leads with what exists: the banner and summary (three kinds of evidence counted
+    apart, the numbers of ``summary.json``), a table of contents, the trained results, the
+    measurements, the architecture checks; then the families not yet run as one short list, the
+    source tags explained, the provenance and the plots across the survey.
+
     Args:
         tables_dir: the aggregate output folder holding ``runs.csv`` and ``tables/``.
         out: report folder.
@@ -102,7 +120,13 @@ def build_report(tables_dir: Path, out: Path, runs_dir: Path | None = None) -> P
     info = json.loads((tables_dir / "tables" / "summary.json").read_text())
     runs = read_runs_csv(tables_dir / "runs.csv")
     runs_dir = runs_dir if runs_dir is not None and Path(runs_dir).is_dir() else None
-    plots = draw_all(runs, runs_dir, out / "plots")
+    no_data: set[str] = set()
+    plots = draw_all(runs, runs_dir, out / "plots", no_data)
+    run_tables = [t for t in info["tables"] if t in set(info.get("tables_run", []))]
+    not_run = [t for t in list(info["tables"]) + [t for t in TABLE_NAMES if t not in info["tables"]]
+               if t not in set(run_tables)]
+    measured = _read_table(tables_dir / "tables" / "measurements.csv")
+    architecture = _read_table(tables_dir / "tables" / "architecture.csv")
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>debench report</title><style>{CSS}</style>"
              f"{CHECK_IMAGES}</head><body>",
              "<h1>debench: DE-inspired networks, regenerated</h1>",
@@ -112,17 +136,16 @@ def build_report(tables_dir: Path, out: Path, runs_dir: Path | None = None) -> P
         parts.append(f'<p class="banner" id="not-comparable"><b>Not comparable.</b> These results come from the '
                      f'reduced preset(s) {html.escape(", ".join(info.get("presets", [])))} (comparable: false): '
                      "every row is marked not comparable and no number here may be read against a paper.</p>")
-    counts = info["verdicts"]
-    run_tables = set(info.get("tables_run", []))
     parts.append(banner(info))
-    parts.append('<h2>Summary</h2><ul id="summary">' + "".join(
-        f'<li data-verdict="{html.escape(v)}">{html.escape(v)}: <b>{counts.get(v, 0)}</b></li>' for v in VERDICTS) +
-        f"<li>runs: {info['runs']} ({info['runs_ok']} ok, {info['runs_failed']} failed: diverged or solver "
-        "failed, counted and never averaged in)</li>"
-        f"<li>expected runs without results yet: {len(info['incomplete'])}</li>"
-        f"<li>stale runs the config no longer asks for (left out): {len(info.get('stale', []))}</li>"
-        f"<li>tables not yet run: {html.escape(', '.join(t for t in info['tables'] if t not in run_tables) or 'none')}</li>"
-        "</ul>")
+    toc = [("summary-section", "Summary")]
+    toc += [(f"sec-{t}", f"Trained results: {spec(t).title}") for t in run_tables]
+    toc += [("sec-measurements", "Measurements")] if not measured.empty else []
+    toc += [("sec-architecture", "Architecture checks")] if not architecture.empty else []
+    toc += [("sec-not-run", "Not yet run"), ("sec-sources", "Source tags"), ("provenance-section", "Provenance"),
+            ("sec-overview", "Across the survey")]
+    parts.append('<nav id="toc"><b>Contents</b><ol>' + "".join(
+        f'<li><a href="#{a}">{html.escape(t)}</a></li>' for a, t in toc) + "</ol></nav>")
+    parts.append(_summary(info, not_run))
     if info.get("stale"):
         parts.append('<h2>Stale runs (left out)</h2><ul id="stale">' + "".join(
             f"<li>{html.escape(s if isinstance(s, str) else json.dumps(s, sort_keys=True))}</li>"
@@ -130,41 +153,94 @@ def build_report(tables_dir: Path, out: Path, runs_dir: Path | None = None) -> P
     if info.get("unreadable"):
         parts.append('<h2>Unreadable runs</h2><ul id="unreadable">' + "".join(
             f"<li>{html.escape(p)}</li>" for p in info["unreadable"]) + "</ul>")
-    parts.append(_provenance(runs))
-    sections = list(info["tables"]) + [t for t in TABLE_NAMES if t not in info["tables"]]
-    for name in sections:
+    tags: set[str] = set()
+    for name in run_tables:
         sp = spec(name)
         summary = _read_table(tables_dir / "tables" / f"{name}.csv")
-        part = [f'<section id="sec-{name}"><h2>{html.escape(sp.title)}</h2>', f'<p class="note">{html.escape(sp.note)}</p>']
+        tags |= set(summary.get("published_tag", pd.Series(dtype=str)).fillna("")) if not summary.empty else set()
+        part = [f'<section id="sec-{name}"><h2>Trained results: {html.escape(sp.title)}</h2>',
+                f'<p class="note">{html.escape(sp.note)} {html.escape(EQUIVALENCE_NOTE)}</p>']
         if not summary.empty and (summary["verdict"] == "not comparable").any():
             part.append(f'<p class="note"><i>{html.escape(NOT_COMPARABLE)}</i></p>')
         part.append(_table_html(summary, name))
         artifacts = _artifacts(runs, runs_dir, name)
         for plot, ps in PLOTS.items():
-            if ps.section == name and not (plot in ARTIFACT_PLOTS and artifacts):
+            if ps.section == name and plot not in no_data and not (plot in ARTIFACT_PLOTS and artifacts):
                 part.append(_figure(plots[plot], ps.caption))
         if artifacts:
             part.append("<h3>Model artifacts</h3>" + "".join(artifacts))
         parts.append("".join(part) + "</section>")
-    parts.append(_measurements(tables_dir / "tables" / "measurements.csv"))
-    parts.append('<section id="sec-overview"><h2>Across the survey</h2>' + "".join(
-        _figure(plots[p], ps.caption) for p, ps in PLOTS.items() if ps.section == "overview") + "</section>")
+    for table in (measured, architecture):
+        tags |= set(table.get("published_tag", pd.Series(dtype=str)).fillna("")) if not table.empty else set()
+    parts.append(_measurements(measured, "sec-measurements", "Measurements", MEASUREMENT_NOTE, MEASUREMENT_COLUMNS))
+    parts.append(_measurements(architecture, "sec-architecture", "Architecture checks", ARCHITECTURE_NOTE,
+                               ARCHITECTURE_COLUMNS))
+    parts.append('<section id="sec-not-run"><h2>Not yet run</h2><p class="note">No run of these families in '
+                 'these results, so nothing of theirs is compared:</p><ul id="not-run">' + "".join(
+                     f'<li data-family="{html.escape(t)}">{html.escape(spec(t).title)}'
+                     f'{" (" + html.escape(spec(t).models) + ")" if spec(t).models else ""}</li>' for t in not_run)
+                 + "</ul></section>")
+    parts.append(_sources(tags - {""}))
+    parts.append(_provenance(runs))
+    overview = [_figure(plots[p], ps.caption) for p, ps in PLOTS.items() if ps.section == "overview" and p not in no_data]
+    parts.append('<section id="sec-overview"><h2>Across the survey</h2>' + ("".join(overview) or
+                 '<p class="note">No plot across the survey has data yet.</p>') + "</section>")
     parts.append("</body></html>")
     path = out / "report.html"
     atomic_write_text(path, "\n".join(parts))
     return path
 
 
+EQUIVALENCE_NOTE = ("Verdict: reproduced only when the whole 95% CI of the mean lies inside published ± tolerance, "
+                    "not reproduced when it lies wholly outside, otherwise inconclusive (the why column says what "
+                    "would settle it).")
+MEASUREMENT_NOTE = ("Measured without training (kind: measure), one deterministic measurement each, compared as "
+                    "|measured − published| within the quantity's tolerance. A published number that measures "
+                    "something else is shown beside ours as a different quantity, with no verdict; ratios a pair of "
+                    "rows implies are shown beside the row, never as verdicts of their own.")
+ARCHITECTURE_NOTE = ("Parameter counts against the count printed with the published result: a match checks that "
+                     "the architecture is the paper's, it is not a reproduced result. Tolerance 2%: published counts "
+                     "are printed to two significant digits.")
+
+
+def _summary(info: dict, not_run: list[str]) -> str:
+    """The summary: one row per kind of evidence with its verdict counts, then the runs."""
+    rows = []
+    for kind, (title, verdicts) in EVIDENCE.items():
+        e = info["evidence"][kind]
+        cells = ", ".join(f'<span data-verdict="{html.escape(v)}">{html.escape(v)} <b>{e["verdicts"].get(v, 0)}</b>'
+                          "</span>" for v in verdicts if e["verdicts"].get(v, 0))
+        rows.append(f'<tr data-kind="{kind}"><th>{html.escape(title)}</th><td>{e["rows"]}</td>'
+                    f"<td>{cells or 'none'}</td></tr>")
+    return ('<section id="summary-section"><h2>Summary</h2><table id="summary"><thead><tr><th>evidence</th>'
+            "<th>rows</th><th>verdicts</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
+            f"<ul><li>runs: {info['runs']} ({info['runs_ok']} ok, {info['runs_failed']} failed: diverged or solver "
+            "failed, counted and never averaged in)</li>"
+            f"<li>expected runs without results yet: {len(info['incomplete'])}</li>"
+            f"<li>stale runs the config no longer asks for (left out): {len(info.get('stale', []))}</li>"
+            f"<li>families not yet run: {len(not_run)} (<a href='#sec-not-run'>list</a>)</li></ul></section>")
+
+
+def _sources(tags: set[str]) -> str:
+    """What each provenance tag shown in the tables means."""
+    items = "".join(f"<li><b>[{html.escape(t)}]</b>: {html.escape(SOURCE_TAGS.get(t, 'see config/reference/README.md'))}"
+                    "</li>" for t in sorted(tags))
+    return ('<section id="sec-sources"><h2>Source tags</h2><p class="note">Each published number carries the tag of '
+            "the document it was read from (config/reference/published_results.csv, column read_from; the link "
+            "on a published number opens that document).</p>"
+            f'<ul id="source-tags">{items or "<li>no published number shown</li>"}</ul></section>')
+
+
 PROVENANCE = {"preset": "presets", "comparable": "comparable", "provenance.git_commit": "git commits",
               "provenance.torch_version": "torch", "provenance.torchdiffeq_version": "torchdiffeq",
               "provenance.torchsde_version": "torchsde", "provenance.torchvision_version": "torchvision",
               "provenance.numpy_version": "numpy", "provenance.python": "python", "provenance.cuda_version": "CUDA",
-              "provenance.device_name": "devices", "runtime.device_type": "device types",
-              "provenance.hostname": "hosts", "data.source": "data sources", "provenance.date_utc": "dates (UTC)"}
+              "provenance.torch_threads": "torch threads per job", "provenance.hostname": "hosts",
+              "data.source": "data sources", "provenance.date_utc": "dates (UTC)"}
 
 
 def banner(info: dict) -> str:
-    """The verdict banner: rows reproduced, not reproduced and not yet run, the devices, families not run.
+    """The verdict banner: each kind of evidence with its counts (the summary's numbers), the devices.
 
     Args:
         info: the aggregate's ``summary.json``.
@@ -172,56 +248,93 @@ def banner(info: dict) -> str:
     Returns:
         One HTML paragraph (``id="verdict-banner"``).
     """
-    counts = {v: info["verdicts"].get(v, 0) + info.get("measurement_verdicts", {}).get(v, 0)
-              for v in ("reproduced", "not reproduced")}
+    parts = []
+    for kind, (title, verdicts) in EVIDENCE.items():
+        e = info["evidence"][kind]
+        counts = ", ".join(f"{e['verdicts'][v]} {v}" for v in verdicts if e["verdicts"].get(v, 0))
+        parts.append(f'<span data-kind="{kind}"><b>{html.escape(title)}: {e["rows"]}</b>'
+                     f'{" (" + html.escape(counts) + ")" if counts else ""}</span>')
     devices = info.get("devices") or {}
     where = ", ".join(f"{d} ({n} run{'s' if n != 1 else ''})" for d, n in devices.items()) or "no device recorded"
     not_run = [t for t in info["tables"] if t not in set(info.get("tables_run", []))]
-    return (f'<p class="banner" id="verdict-banner"><b>{counts.get("reproduced", 0)}</b> row(s) reproduced, '
-            f'<b>{counts.get("not reproduced", 0)}</b> not reproduced, '
-            f'<b>{info.get("not_yet_run_rows", 0)}</b> not yet run; measured on {html.escape(where)}. '
-            f'Families not yet run: {html.escape(", ".join(not_run) or "none")}.</p>')
+    waiting = info.get("not_yet_run_rows", 0)
+    return (f'<p class="banner" id="verdict-banner">{". ".join(parts)}. Run on {html.escape(where)}. '
+            + (f"<b>{waiting}</b> expected row(s) not yet run. " if waiting else "")
+            + f'Families not yet run: {html.escape(", ".join(not_run) or "none")}.</p>')
 
 
-MEASUREMENT_COLUMNS = ["quantity", "ratio", "model", "against", "dataset", "n", "batch_size", "measured",
-                       "published", "tolerance", "verdict", "published_row"]
+MEASUREMENT_COLUMNS = [("model", "model"), ("dataset", "dataset"), ("quantity", "quantity"), ("against", "against"),
+                       ("n", "n"), ("batch_size", "batch"), ("measured", "measured"), ("published", "published"),
+                       ("ratio_to", "ratio to"), ("measured_ratio", "measured ratio"),
+                       ("published_ratio", "published ratio"), ("tolerance", "tolerance"), ("verdict", "verdict"),
+                       ("reason", "why"), ("published_row", "published row")]
+ARCHITECTURE_COLUMNS = [("model", "model"), ("dataset", "dataset"), ("measured", "params (M)"),
+                        ("published", "published (M)"), ("relative_difference", "relative diff"),
+                        ("tolerance", "tolerance"), ("verdict", "verdict"), ("published_row", "published row"),
+                        ("read_from", "read from")]
 
 
-def _measurements(csv: Path) -> str:
-    """The measurement table (parameter counts, activation memory, memory and time ratios)."""
-    table = _read_table(csv) if csv.is_file() else pd.DataFrame()
+def _measurements(table: pd.DataFrame, anchor: str, title: str, note: str, columns: list[tuple[str, str]]) -> str:
+    """A measurement or architecture table, rows as sorted by the aggregate, verdicts coloured."""
     if table.empty:
         return ""
-    cols = [c for c in MEASUREMENT_COLUMNS if c in table]
+    cols = [(c, label) for c, label in columns if c in table and (c not in ("against", "ratio_to", "batch_size",
+                                                                           "measured_ratio", "published_ratio")
+                                                                  or table[c].replace("", None).notna().any())]
 
-    def cell(v) -> str:
+    notes: list[str] = []
+
+    def cell(r, c) -> str:
+        v = r[c]
+        if c == "reason" and r["verdict"] == DIFFERENT and v:
+            if v not in notes:
+                notes.append(v)
+            i = notes.index(v) + 1
+            return f'<td><a href="#{anchor}-note{i}">note {i}</a></td>'
         if isinstance(v, float):
-            return "" if v != v else f"{v:.4g}"
-        return html.escape(str(v))
+            text = "" if v != v else f"{v:.4g}"
+        else:
+            text = html.escape(str(v))
+        if c == "published" and text:
+            tag = str(r.get("published_tag") or "")
+            text += f" [{html.escape(tag)}]" if tag else ""
+            link = str(r.get("source_url") or "")
+            text = f'<a href="{html.escape(link)}">{text}</a>' if link else text
+        if c == "verdict":
+            return f'<td class="{html.escape(text.replace(" ", "-"))}">{text}</td>'
+        return f"<td>{text}</td>"
 
-    rows = "".join(f'<tr data-verdict="{html.escape(str(r["verdict"]))}">' + "".join(f"<td>{cell(r[c])}</td>" for c in cols)
+    rows = "".join(f'<tr data-verdict="{html.escape(str(r["verdict"]))}">' + "".join(cell(r, c) for c, _ in cols)
                    + "</tr>" for _, r in table.iterrows())
-    return ('<section id="sec-measurements"><h2>Measurements beside the published numbers</h2>'
-            '<p class="note">Measured without training to convergence (kind: measure): parameter counts, '
-            "fp32 activation memory of one training step at the source's batch, and ratios measured side "
-            "by side in one process (ratio = yes). Each verdict uses its quantity's tolerance "
-            "(report.tolerances).</p><table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in cols) +
-            f"</tr>{rows}</table></section>")
+    foot = "".join(f'<li id="{anchor}-note{i}">{html.escape(n)}</li>' for i, n in enumerate(notes, 1))
+    return (f'<section id="{anchor}"><h2>{html.escape(title)}</h2><p class="note">{html.escape(note)}</p>'
+            f'<div class="scroll"><table data-table="{anchor.removeprefix("sec-")}" data-rows="{len(table)}"><thead><tr>'
+            + "".join(f"<th>{html.escape(label)}</th>" for _, label in cols) + f"</tr></thead><tbody>{rows}</tbody>"
+            "</table></div>" + (f'<p class="note">Different quantity:</p><ol class="notes">{foot}</ol>' if foot else "")
+            + "</section>")
 
 
 def _provenance(runs: pd.DataFrame) -> str:
+    """Where and with what the runs ran: devices as :func:`debench.report.expected.devices` names them
+    ("CPU" for CPU runs), the CUDA version only of runs that used a GPU."""
+    head = '<section id="provenance-section"><h2>Provenance</h2><ul id="provenance">'
     if runs.empty:
-        return '<h2>Provenance</h2><ul id="provenance"><li>No runs.</li></ul>'
-    items = []
+        return head + "<li>No runs.</li></ul></section>"
+    devs = devices(runs)
+    items = [f"<li>devices: {html.escape(', '.join(f'{d} ({n} runs)' for d, n in devs.items()))}</li>"] if devs else []
+    gpu = runs["runtime.device_type"].astype(str).str.lower().eq("cuda") if "runtime.device_type" in runs \
+        else pd.Series(True, index=runs.index)
     for col, label in PROVENANCE.items():
         if col not in runs:
             continue
-        vals = sorted({str(v) for v in runs[col].dropna()})
-        if col == "provenance.date_utc" and vals:
+        vals = sorted({str(v) for v in runs.loc[gpu if col == "provenance.cuda_version" else runs.index, col].dropna()})
+        if not vals:
+            continue
+        if col == "provenance.date_utc":
             vals = [f"{vals[0]} … {vals[-1]}"]
         dirty = ""
         if col == "provenance.git_commit" and "provenance.git_dirty" in runs and \
                 runs["provenance.git_dirty"].astype(str).eq("True").any():
             dirty = " (some runs from a dirty tree)"
         items.append(f"<li>{label}: {html.escape(', '.join(vals))}{dirty}</li>")
-    return '<h2>Provenance</h2><ul id="provenance">' + "".join(items) + "</ul>"
+    return head + "".join(items) + "</ul></section>"

@@ -88,9 +88,13 @@ def wrap(label: str) -> str:
     return textwrap.fill(label, LABEL_CHARS, break_on_hyphens=False)
 
 
+EMPTY = "debench:no-data"  # the label of a figure that holds no data (the HTML report leaves it out)
+
+
 def empty_figure(text: str):
-    """A one-column figure that says, in gray, why it holds no data."""
+    """A one-column figure that says, in gray, why it holds no data (labelled :data:`EMPTY`)."""
     fig, ax = plt.subplots(figsize=(WIDTH_IN, 2.0), layout="constrained")
+    fig.set_label(EMPTY)
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="gray")
     ax.set_xticks([])
     ax.set_yticks([])

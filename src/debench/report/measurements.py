@@ -1,13 +1,18 @@
-"""The measurement table: what ``kind: measure`` runs measured, beside the published numbers.
+"""The measurement and architecture tables: what ``kind: measure`` runs measured, beside the published numbers.
 
-One row per compared quantity: a parameter count (``params_m``) against the ``params_m``
-column of the model's published rows; an activation memory (``activation_memory_mb``) against
-MemCNN's table, only at MemCNN's batch; the memory ratios MemCNN's rows imply (RevNet / ResNet);
-the time ratio of a stochastic-depth model to its constant-depth twin, measured side by side in
-one process, against Huang et al. Table 2's training-time ratio; and the forward NFE at
-initialisation (no published number: shown for the record). The ``ratio`` column says which rows
-are ratios. Each verdict uses the tolerance of its quantity (``report.tolerances``: a number is
-absolute, ``"2%"`` relative to the published value; :data:`DEFAULT_TOLERANCES` otherwise).
+Two kinds of evidence, kept apart (``kind`` column) and counted apart in ``summary.json``:
+
+- **architecture checks** (``params_m``): a parameter count against the ``params_m`` column of
+  the model's published rows. It matches by construction when the architecture is the paper's,
+  so it checks the architecture, not a result: verdict ``matches`` or ``differs``.
+- **measurements** (memory, time, NFE at initialisation): one deterministic measurement compared
+  as ``|measured - published|`` within the quantity's tolerance, but only when the published
+  number is the *same quantity* (:data:`DIFFERENT_QUANTITY`); otherwise the row shows both numbers
+  with the verdict ``different quantity`` and the reason. Ratios a pair of rows implies (RevNet /
+  ResNet memory) are shown beside the memory row (``ratio_to``, ``measured_ratio``,
+  ``published_ratio``), never as a verdict of their own.
+
+Tolerances: ``report.tolerances`` (a number is absolute, ``"2%"`` relative to the published value).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import Any
 
 import pandas as pd
 
+from debench.report.equivalence import measured_verdict
 from debench.report.published import DATASET_NAMES, time_saving_pct
 from debench.report.tolerance import Tolerance
 from debench.track.atomic import atomic_write_text
@@ -31,20 +37,43 @@ MEMORY_REFERENCES = {name: {"table_id": "MEMCNN_REPRO", "model": "ResNet", "dept
                      f"revnet{d}": {"table_id": "MEMCNN_REPRO", "model": "RevNet", "depth": str(d)}
                      for d in (38, 110, 164)}
 MEMORY_PAIRS = (("revnet38", "resnet32"), ("revnet110", "resnet110"), ("revnet164", "preact_resnet164"))
-COLUMNS = ["quantity", "ratio", "experiment", "model", "against", "dataset", "n", "measured", "published", "tolerance",
-           "relative_difference", "verdict", "batch_size", "published_row", "source_url"]
+# (quantity, published table) pairs where the published number measures something else than we do:
+# shown side by side, never given a verdict. A like-for-like measurement gets its own quantity name.
+DIFFERENT_QUANTITY = {
+    ("activation_memory_mb", "MEMCNN_REPRO"):
+        "MemCNN reports torch.cuda.memory_allocated minus the model's memory during GPU training (inputs, "
+        "gradients and optimizer buffers included; memcnn/trainers/classification.py), on its own RevNet "
+        "architectures; debench measures the fp32 activations autograd saves in one step of its models",
+    ("time_ratio", "HUANG16_T2"):
+        "Huang et al. time whole GPU training (500 epochs, data loading and evaluation included); debench "
+        "times 20 CPU steps on one batch, and a linear decay to p_L = 0.5 runs about 75% of the blocks, so a "
+        "ratio near 0.75 follows from the schedule alone",
+}
+ARCHITECTURE = "architecture"
+MEASUREMENT = "measurement"
+ARCH_VERDICTS = {"reproduced": "matches", "not reproduced": "differs"}
+DIFFERENT = "different quantity"
+COLUMNS = ["kind", "quantity", "experiment", "model", "against", "dataset", "n", "measured", "published", "tolerance",
+           "relative_difference", "verdict", "reason", "ratio_to", "measured_ratio", "published_ratio", "batch_size",
+           "published_row", "published_tag", "read_from", "source_url", "paper_url"]
 
 
-def _verdict(measured: float, published: float, tol: Tolerance | None, comparable: bool) -> str:
+def _verdict(quantity: str, measured: float, published: float, tol: Tolerance | None, comparable: bool,
+             table_id: str) -> tuple[str, str]:
+    """``(verdict, reason)`` of one measured row."""
+    arch = quantity == "params_m"
     if not comparable:
-        return "not comparable"
+        return "not comparable", "reduced preset or a different batch than the source's"
     if published is None or math.isnan(published):
-        return "no published number"
+        return "no published number", ""
+    if (quantity, table_id) in DIFFERENT_QUANTITY:
+        return DIFFERENT, DIFFERENT_QUANTITY[(quantity, table_id)]
     if tol is None:
-        return "no tolerance"
-    if measured is None or math.isnan(measured):
-        return "not reproduced"
-    return "reproduced" if tol.allows(measured, published) else "not reproduced"
+        from debench.report.schema import ReportInputError
+
+        raise ReportInputError(f"report.tolerances: no entry for {quantity}, which has a published number")
+    eq = measured_verdict(measured, published, tol)
+    return (ARCH_VERDICTS[eq.verdict] if arch else eq.verdict), eq.reason
 
 
 def _rows(published: pd.DataFrame, selector: dict[str, str], dataset: str) -> pd.DataFrame:
@@ -101,16 +130,22 @@ def measurement_table(measured: pd.DataFrame, published: pd.DataFrame,
         time_ratio=("time_ratio_to_twin", "mean"), nfe=("nfe_forward_init", "mean"), n=("seed", "count"),
         comparable=("comparable", lambda s: bool(s.fillna(False).astype(bool).all())))
 
-    def add(quantity, experiment, model, dataset, value, pub, pub_row, key, comparable, n, batch=None, against="",
-            ratio=False):
+    def add(quantity, experiment, model, dataset, value, pub, pub_row, comparable, n, batch=None, against=""):
         rel = (value - pub) / pub if pub and not math.isnan(pub) and value is not None else math.nan
-        out.append({"quantity": quantity, "ratio": "yes" if ratio else "no", "experiment": experiment, "model": model, "against": against,
+        table_id = "" if pub_row is None else str(pub_row["table_id"])
+        verdict, reason = _verdict(quantity, value, pub, tol.get(quantity), comparable, table_id)
+        out.append({"kind": ARCHITECTURE if quantity == "params_m" else MEASUREMENT, "quantity": quantity,
+                    "experiment": experiment, "model": model, "against": against,
                     "dataset": dataset, "n": n, "measured": value, "published": pub,
-                    "tolerance": _tol_text(tol.get(key)), "relative_difference": rel,
-                    "verdict": _verdict(value, pub, tol.get(key), comparable), "batch_size": batch,
+                    "tolerance": _tol_text(tol.get(quantity)), "relative_difference": rel,
+                    "verdict": verdict, "reason": reason, "ratio_to": "", "measured_ratio": math.nan,
+                    "published_ratio": math.nan, "batch_size": batch,
                     "published_row": "" if pub_row is None else
                     f"{pub_row['table_id']}: {pub_row['model']} {pub_row['depth']} {pub_row['variant']}".strip(),
-                    "source_url": "" if pub_row is None else pub_row["source_url"]})
+                    "published_tag": "" if pub_row is None else str(pub_row.get("tag", "")),
+                    "read_from": "" if pub_row is None else str(pub_row.get("read_from", "")),
+                    "source_url": "" if pub_row is None else pub_row["source_url"],
+                    "paper_url": "" if pub_row is None else str(pub_row.get("paper_url", ""))})
 
     for (experiment, dataset, model), r in mean.iterrows():
         pub, row = math.nan, None
@@ -118,36 +153,51 @@ def measurement_table(measured: pd.DataFrame, published: pd.DataFrame,
             pub, row = _first(_rows(published, sel, dataset), "params_m")
             if row is not None:
                 break
-        add("params_m", experiment, model, dataset, r["params_m"], pub, row, "params_m", r["comparable"], r["n"])
+        add("params_m", experiment, model, dataset, r["params_m"], pub, row, r["comparable"], r["n"])
         mem_sel = MEMORY_REFERENCES.get(model)
         if mem_sel is not None and not math.isnan(r["mem"]):
             pub, row = _first(_rows(published, mem_sel, dataset), "value", "activation_memory_mb")
             want = PUBLISHED_BATCH.get(mem_sel["table_id"])
             same = want is None or r["batch"] == want
-            add("activation_memory_mb", experiment, model, dataset, r["mem"], pub, row, "activation_memory_mb",
+            add("activation_memory_mb", experiment, model, dataset, r["mem"], pub, row,
                 r["comparable"] and same, r["n"], batch=r["batch"])
         twin = _twin_of(measured, model)
         depth = _depth_of(measured, model)
         if not math.isnan(r["time_ratio"]) and twin and depth:
             saving = time_saving_pct(published, dataset, depth)
             row = _first(_rows(published, {"table_id": "HUANG16_T2", "depth": depth}, dataset), "value")[1]
-            add("time_ratio", experiment, model, dataset, r["time_ratio"], 1.0 - saving / 100.0, row, "time_ratio",
-                r["comparable"], r["n"], against=twin, ratio=True)
+            add("time_ratio", experiment, model, dataset, r["time_ratio"], 1.0 - saving / 100.0, row,
+                r["comparable"], r["n"], against=twin)
         if not math.isnan(r["nfe"]):
-            add("nfe_forward_init", experiment, model, dataset, r["nfe"], math.nan, None, "nfe_forward_init", r["comparable"], r["n"])
+            add("nfe_forward_init", experiment, model, dataset, r["nfe"], math.nan, None, r["comparable"], r["n"])
+    table = pd.DataFrame(out, columns=COLUMNS)
+    # the ratio a pair of memory rows implies, beside the first row (never a verdict of its own)
     for a, b in MEMORY_PAIRS:
         for experiment, dataset in sorted(set(zip(ok["experiment"], ok["dataset"]))):
             if (experiment, dataset, a) not in mean.index or (experiment, dataset, b) not in mean.index:
                 continue
             ra, rb = mean.loc[(experiment, dataset, a)], mean.loc[(experiment, dataset, b)]
-            pa, row = _first(_rows(published, MEMORY_REFERENCES[a], dataset), "value", "activation_memory_mb")
+            pa, _ = _first(_rows(published, MEMORY_REFERENCES[a], dataset), "value", "activation_memory_mb")
             pb, _ = _first(_rows(published, MEMORY_REFERENCES[b], dataset), "value", "activation_memory_mb")
-            same_batch = ra["batch"] == rb["batch"]
-            add("activation_memory_ratio", experiment, a, dataset, ra["mem"] / rb["mem"] if same_batch else math.nan,
-                pa / pb if pb else math.nan, row, "activation_memory_ratio",
-                bool(ra["comparable"] and rb["comparable"]) and same_batch, min(ra["n"], rb["n"]),
-                batch=ra["batch"], against=b, ratio=True)
-    return pd.DataFrame(out, columns=COLUMNS)
+            at = (table["quantity"] == "activation_memory_mb") & (table["experiment"] == experiment) \
+                & (table["dataset"] == dataset) & (table["model"] == a)
+            table.loc[at, "ratio_to"] = b
+            table.loc[at, "measured_ratio"] = ra["mem"] / rb["mem"] if ra["batch"] == rb["batch"] else math.nan
+            table.loc[at, "published_ratio"] = pa / pb if pb else math.nan
+    return sort_table(table)
+
+
+def sort_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Rows by kind (measurements first), quantity, dataset, then model in natural order (resnet20 before resnet110)."""
+    if table.empty:
+        return table
+    from debench.report.tables import _natural
+
+    order = {MEASUREMENT: 0, ARCHITECTURE: 1}
+    key = [(order.get(k, 2), str(q), str(d), _natural(m), str(e))
+           for k, q, d, m, e in zip(table["kind"], table["quantity"], table["dataset"], table["model"],
+                                    table["experiment"])]
+    return table.iloc[sorted(range(len(table)), key=key.__getitem__)].reset_index(drop=True)
 
 
 def _twin_of(measured: pd.DataFrame, model: str) -> str:
@@ -172,19 +222,56 @@ def split_measurements(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return runs[is_measure], runs[~is_measure]
 
 
+def trained_architecture_rows(summary: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
+    """Architecture checks of trained rows whose (model, dataset) no measurement run already checks.
+
+    A trained row carries its run's parameter count and ``params_verdict``; the same count from a
+    ``kind: measure`` run of the same model is the same check, so it is counted once.
+    """
+    if summary.empty or "params_verdict" not in summary:
+        return table
+    have = set(zip(table.loc[table["kind"] == ARCHITECTURE, "model"], table.loc[table["kind"] == ARCHITECTURE, "dataset"]))
+    extra = []
+    for _, r in summary.iterrows():
+        if (r["model"], r["dataset"]) in have or "params" not in r or pd.isna(r.get("params")):
+            continue
+        have.add((r["model"], r["dataset"]))
+        value, pub = float(r["params"]) / 1e6, float(r.get("published_params_m", math.nan))
+        extra.append({"kind": ARCHITECTURE, "quantity": "params_m", "experiment": r["experiment"], "model": r["model"],
+                      "against": "", "dataset": r["dataset"], "n": r["n"], "measured": value, "published": pub,
+                      "tolerance": r.get("params_tolerance", ""),
+                      "relative_difference": (value - pub) / pub if pub and not math.isnan(pub) else math.nan,
+                      "verdict": r["params_verdict"] or "no published number", "reason": "",
+                      "ratio_to": "", "measured_ratio": math.nan, "published_ratio": math.nan, "batch_size": None,
+                      "published_row": r.get("published_table", "") if not math.isnan(pub) else "",
+                      "published_tag": r.get("published_tag", "") if not math.isnan(pub) else "",
+                      "read_from": r.get("published_read_from", "") if not math.isnan(pub) else "",
+                      "source_url": r.get("published_source", "") if not math.isnan(pub) else "",
+                      "paper_url": r.get("published_paper_url", "") if not math.isnan(pub) else ""})
+    if not extra:
+        return table
+    return sort_table(pd.concat([table, pd.DataFrame(extra, columns=COLUMNS)], ignore_index=True))
+
+
 def write_measurement_table(table: pd.DataFrame, out_dir: Path) -> None:
-    """Write ``tables/measurements.{csv,md}`` under the aggregate's ``out_dir``."""
+    """Write ``tables/measurements.{csv,md}`` (memory, time, NFE) and ``tables/architecture.{csv,md}``
+    (parameter counts) under the aggregate's ``out_dir``."""
     tables = Path(out_dir) / "tables"
-    atomic_write_text(tables / "measurements.csv", table.to_csv(index=False, float_format="%.6g"))
-    atomic_write_text(tables / "measurements.md", _markdown(table))
+    kind = table["kind"] if not table.empty else pd.Series(dtype=str)
+    for name, k, title in (("measurements", MEASUREMENT, "Measurements beside the published numbers"),
+                           ("architecture", ARCHITECTURE, "Architecture checks: parameter counts")):
+        part = table[kind == k] if not table.empty else table
+        atomic_write_text(tables / f"{name}.csv", part.to_csv(index=False, float_format="%.6g"))
+        atomic_write_text(tables / f"{name}.md", _markdown(part, title))
 
 
-def _markdown(table: pd.DataFrame) -> str:
-    head = ("# Measurements beside the published numbers\n\nRows with ratio = yes compare ratios "
-            "(model / against), measured side by side. Tolerances: `report.tolerances`.\n\n")
+def _markdown(table: pd.DataFrame, title: str) -> str:
+    head = (f"# {title}\n\nOne deterministic measurement each: |measured - published| against the quantity's "
+            "tolerance (`report.tolerances`); `different quantity`: the published number measures something "
+            "else (the reason column says what), so no verdict.\n\n")
     if table.empty:
-        return head + "No measurement runs.\n"
-    cols = [c for c in COLUMNS if c != "source_url"]
+        return head + "No rows.\n"
+    cols = [c for c in COLUMNS if c not in ("source_url", "paper_url", "kind")]
 
     def cell(v: Any) -> str:
         if isinstance(v, float):
@@ -192,5 +279,5 @@ def _markdown(table: pd.DataFrame) -> str:
         return json.dumps(v) if isinstance(v, (list, dict)) else str(v)
 
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(cell(r[c]) for c in cols) + " |" for _, r in table.iterrows()]
+    lines += ["| " + " | ".join(cell(r[c]).replace("|", "\\|") for c in cols) + " |" for _, r in table.iterrows()]
     return head + "\n".join(lines) + "\n"

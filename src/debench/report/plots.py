@@ -107,10 +107,13 @@ def save(fig, path: Path) -> Path:
     return path
 
 
-def draw_all(runs: pd.DataFrame, runs_dir: Path | None, out: Path) -> dict[str, Path]:
+def draw_all(runs: pd.DataFrame, runs_dir: Path | None, out: Path, empty: set[str] | None = None) -> dict[str, Path]:
     """Draw every plot of :data:`PLOTS` into ``out/<name>.png``; a plot without data says so.
 
     Plots of runs from a reduced preset (``comparable: false``) carry that in their title.
+
+    Args:
+        empty: when given, the names of the plots that hold no data are added to it.
     """
     out.mkdir(parents=True, exist_ok=True)
     runs = runs[runs["kind"].ne("measure")] if "kind" in runs else runs  # in tables/measurements.* instead
@@ -119,5 +122,8 @@ def draw_all(runs: pd.DataFrame, runs_dir: Path | None, out: Path) -> dict[str, 
     reduced = "comparable" in ok and not ok["comparable"].fillna(False).astype(bool).all()
     paths = {}
     for name in PLOTS:
-        paths[name] = save(draw(name, ok, runs_dir, reduced), out / f"{name}.png")
+        fig = draw(name, ok, runs_dir, reduced)
+        if empty is not None and fig.get_label() == layout.EMPTY:
+            empty.add(name)
+        paths[name] = save(fig, out / f"{name}.png")
     return paths

@@ -17,6 +17,18 @@ from debench.report.schema import ReportInputError
 DEFAULT_PUBLISHED = Path("config") / "reference" / "published_results.csv"
 DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "mnist": "MNIST"}
 _TAG = re.compile(r"\[([A-Z][A-Z-]*(?: abstract)?)\]")
+# What each provenance tag of published_results.csv means (config/reference/README.md); the report explains
+# the tags it shows with these lines. Only PRIMARY* and ORIG-REPO are the authors' own numbers.
+SOURCE_TAGS = {
+    "PRIMARY": "the paper's own table, read from a copy of the paper",
+    "PRIMARY-TEXT": "the paper's own table, read from a text conversion of the paper",
+    "PRIMARY abstract": "the paper's abstract",
+    "ORIG-REPO": "the authors' official repository (README or code)",
+    "SECONDARY-PWC": "secondary: a curated listing (Papers with Code) of the paper's results, not the paper",
+    "SECONDARY": "secondary: another document quoting or summarising the paper (e.g. a replication's copy of "
+                 "its table), not the paper",
+    "REPRO": "an independent reproduction's own number, not the paper's",
+}
 
 
 def load_published(path: str | Path) -> pd.DataFrame:
@@ -63,7 +75,8 @@ def match(published: pd.DataFrame, selectors: list[dict], dataset: str, metric: 
 
     Returns:
         ``{value, metric_as_published, tag, source_url, table_id, paper, variant, published_as,
-        params_m}`` or None.
+        paper_url, read_from, params_m}`` or None (``read_from``: the document the number was read
+        from, ``secondary`` or ``reproduction`` when it is not the paper).
     """
     ds = DATASET_NAMES.get(dataset, dataset)
     rows = published[published["dataset"] == ds]
@@ -89,6 +102,7 @@ def match(published: pd.DataFrame, selectors: list[dict], dataset: str, metric: 
         return {"value": float(value), "metric_as_published": row["metric"], "tag": row["tag"],
                 "source_url": row["source_url"], "table_id": row["table_id"], "paper": row["paper"],
                 "variant": row["variant"], "published_as": row["value"],
+                "paper_url": row.get("paper_url", ""), "read_from": row.get("read_from", ""),
                 "params_m": float(row["params_m"]) if _is_number(row.get("params_m", "")) else float("nan")}
     return None
 

@@ -13,8 +13,9 @@ from debench.track.atomic import atomic_write_text
 
 STATS = ["table", "experiment", "mode", "dataset", "model", "settings_hash", "config", "family", "metric", "n",
          "n_failed", "failed_statuses", "mean", "std", "ci95_low", "ci95_high"]
-PUBLISHED = ["published", "published_tag", "published_table", "published_source", "difference", "tolerance",
-             "verdict"]
+PUBLISHED = ["published", "published_tag", "published_table", "published_source", "published_read_from",
+             "published_paper_url", "difference", "tolerance",
+             "verdict", "verdict_reason", "seeds_needed"]
 NOT_COMPARABLE = ("Rows marked not comparable come from a reduced preset (config key comparable: false) or from "
                   "common mode; they are never compared with a paper.")
 

@@ -5,7 +5,7 @@ over the seeds that finished, or a derived value); a key ending in ``*`` expands
 summary column with that prefix (``acc_perturb_*``: one column per perturbation strength);
 ``published_<metric>`` is the published number of a metric other than the primary one for the
 row's model and dataset. Every table leads with model, dataset and mode and ends with the
-primary metric's statistics, the published number, the tolerance and the verdict. ``config`` is
+primary metric's statistics, the published number, the tolerance, the equivalence verdict and why. ``config`` is
 empty unless one model has runs under several config hashes: then each hash is its own row and
 the cell says what differs (runs of different configs are never averaged).
 """
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 HEAD = [("model", "model", 0), ("dataset", "dataset", 0), ("mode", "mode", 0), ("config", "config", 0)]
 TAIL = [("metric", "metric", 0), ("result", "mean ± std", 2), ("n", "n", 0), ("ci95", "95% CI", 2),
         ("published_cell", "published", 2), ("difference", "diff", 2), ("n_failed", "failed", 0),
-        ("tolerance", "tolerance", 0), ("verdict", "verdict", 0)]
+        ("tolerance", "tolerance", 0), ("verdict", "verdict", 0), ("verdict_reason", "why", 0)]
 
 
 @dataclass(frozen=True)

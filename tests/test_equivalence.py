@@ -1,0 +1,73 @@
+"""The equivalence verdict against values worked out by hand (Student-t quantiles from a printed table)."""
+
+from __future__ import annotations
+
+import pytest
+
+from debench.report.equivalence import measured_verdict, seeds_to_settle, trained_verdict
+from debench.report.tolerance import Tolerance
+
+HALF_POINT = Tolerance(0.5, relative=False)
+
+
+def test_the_issue_counterexample_is_inconclusive_not_reproduced():
+    # seeds 7.0 and 9.0: mean 8.0, std 1.414, t(0.975, 1) = 12.706 -> CI [-4.71, 20.71]. The old rule
+    # ("published inside the CI") called this reproduced against He et al.'s 6.61.
+    eq = trained_verdict([7.0, 9.0], 6.61, HALF_POINT)
+    assert eq.verdict == "inconclusive"
+    assert "spread too wide" in eq.reason and "-4.71 to 20.7" in eq.reason
+    # |8.0 - 6.61| - 0.5 = 0.89 must exceed t(n-1) * 1.414 / sqrt(n):
+    # n = 12: 2.2010 * 1.414 / 3.464 = 0.8986 (no); n = 13: 2.1788 * 1.414 / 3.606 = 0.8546 (yes)
+    assert eq.seeds_needed == 13 and "about 13 seeds" in eq.reason
+
+
+def test_a_tight_three_seed_set_0_6_points_off_is_not_reproduced():
+    # 7.20, 7.21, 7.22: mean 7.21 (0.6 above 6.61), std 0.01, CI 7.21 ± 4.303 * 0.01 / 1.732 = [7.185, 7.235]
+    eq = trained_verdict([7.20, 7.21, 7.22], 6.61, HALF_POINT)
+    assert eq.verdict == "not reproduced" and "wholly outside" in eq.reason and eq.seeds_needed is None
+
+
+def test_a_tight_three_seed_set_inside_the_band_is_reproduced():
+    # 6.90, 6.91, 6.92: CI [6.885, 6.935], inside 6.61 ± 0.5 = [6.11, 7.11]
+    eq = trained_verdict([6.90, 6.91, 6.92], 6.61, HALF_POINT)
+    assert eq.verdict == "reproduced" and "inside" in eq.reason
+
+
+def test_more_noise_never_turns_a_miss_into_a_pass():
+    # the same mean (7.21, outside the band) with a wider spread: inconclusive, never reproduced
+    assert trained_verdict([7.20, 7.21, 7.22], 6.61, HALF_POINT).verdict == "not reproduced"
+    assert trained_verdict([6.21, 7.21, 8.21], 6.61, HALF_POINT).verdict == "inconclusive"
+
+
+def test_too_few_seeds_says_so_and_how_many_would_settle_it():
+    # 7.0, 7.2, 7.4: mean 7.2, std 0.2, half-width 4.303 * 0.2 / 1.732 = 0.497 < 0.5: the spread fits
+    # the band, n does not. margin |7.2 - 6.61| - 0.5 = 0.09:
+    # n = 21: 2.0860 * 0.2 / 4.583 = 0.0910 (no); n = 22: 2.0796 * 0.2 / 4.690 = 0.0887 (yes)
+    eq = trained_verdict([7.0, 7.2, 7.4], 6.61, HALF_POINT)
+    assert eq.verdict == "inconclusive" and "n = 3 too small" in eq.reason and eq.seeds_needed == 22
+
+
+def test_one_seed_is_inconclusive_and_no_seed_is_not_reproduced():
+    assert trained_verdict([6.61], 6.61, HALF_POINT).verdict == "inconclusive"
+    assert trained_verdict([], 6.61, HALF_POINT).verdict == "not reproduced"
+
+
+def test_a_mean_on_the_band_edge_never_settles():
+    assert seeds_to_settle(7.11, 0.3, 6.61, 0.5) is None
+    assert seeds_to_settle(7.0, 0.0, 6.61, 0.5) == 2   # no spread: two seeds settle it
+
+
+def test_a_relative_tolerance_scales_with_the_published_value():
+    # 5% of 20.0 is 1.0: CI of 20.5, 20.6, 20.7 is [20.35, 20.85], inside [19, 21]
+    assert trained_verdict([20.5, 20.6, 20.7], 20.0, Tolerance(5.0, relative=True)).verdict == "reproduced"
+    assert trained_verdict([20.5, 20.6, 20.7], 20.0, Tolerance(1.0, relative=True)).verdict == "not reproduced"
+
+
+@pytest.mark.parametrize(("measured", "published", "tol", "verdict"), [
+    (0.2723, 0.27, Tolerance(2.0, True), "reproduced"),      # 0.0023 <= 0.0054
+    (0.50, 0.46, Tolerance(2.0, True), "not reproduced"),    # 0.04 > 0.0092
+    (7.3, 6.97, Tolerance(0.5, False), "reproduced"),        # 0.33 <= 0.5
+    (7.5, 6.97, Tolerance(0.5, False), "not reproduced"),    # 0.53 > 0.5
+])
+def test_a_single_deterministic_measurement_compares_the_difference(measured, published, tol, verdict):
+    assert measured_verdict(measured, published, tol).verdict == verdict
