@@ -6,8 +6,8 @@ loaded here the way :func:`debench.config.load_config` loads ``config.schema.yam
 this module exports (:data:`SCHEMA_VERSION`, :data:`STATUSES`, :data:`TABLES`, :data:`REQUIRED`...)
 is read from that file, so the format is defined once. Who checks what:
 
-* ``debench train`` and the measurement validate a record before its atomic write
-  (:func:`check_record` via :func:`debench.train.record.write_record`);
+* ``debench train``, the measurement and ``debench track sync`` (which writes the MLflow run id
+  back) validate a record before its atomic write (:func:`write_record`);
 * the report, ``debench merge-runs`` and ``debench regenerate`` validate every row they read
   (:func:`check_row`: a ``metrics.json`` flattened, or one line of a ``runs.csv``);
 * ``debench track sync`` and ``debench status`` validate each ``metrics.json`` before using it.
@@ -290,3 +290,25 @@ def read_record(path: Path) -> dict[str, Any]:
         raise RecordFormatError(f"{path}: unreadable ({exc})") from None
     check_record(rec, str(path))
     return rec
+
+
+def write_record(path: Path, record: dict[str, Any]) -> None:
+    """Check ``record`` against the run-record schema, then write it to ``path`` atomically.
+
+    A record that breaks the schema is a bug of this debench, found after the run's work is done:
+    nothing is lost, it is written to ``<path stem>.invalid.json`` beside ``path`` (which is not
+    written, so the workflow does not take the run as finished) and the error names that file.
+
+    Raises:
+        RecordFormatError: naming the key and the value.
+    """
+    from debench.track.atomic import atomic_write_json
+
+    path = Path(path)
+    try:
+        check_record(record, str(path))
+    except RecordFormatError as exc:
+        kept = path.with_name(f"{path.stem}.invalid.json")
+        atomic_write_json(kept, record)
+        raise RecordFormatError(f"{exc} (the record is kept in {kept})") from None
+    atomic_write_json(path, record)

@@ -26,8 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from debench.record_format import RecordFormatError, flat_params, read_record
-from debench.track.atomic import atomic_write_json
+from debench.record_format import RecordFormatError, flat_params, read_record, write_record
 from debench.track.tracker import EPOCH_PREFIX, cap_http_retries, ensure_experiment, hide_credentials_from_mlflow, redact
 
 log = logging.getLogger("debench.track")
@@ -140,7 +139,7 @@ def _upload(client: Any, path: Path, rec: dict[str, Any], replaces: str | None) 
     # The record names its run before the run is closed: a sync cut off here sees a RUNNING run
     # next time and redoes the upload.
     rec = {**rec, "mlflow_run_id": run_id, "mlflow_synced": True}
-    atomic_write_json(path, rec)
+    write_record(path, rec)
     client.log_artifact(run_id, str(path))
     client.set_tag(run_id, "debench.status", str(rec.get("status")))
     client.set_terminated(run_id, "FINISHED" if rec.get("status") == "ok" else "FAILED")

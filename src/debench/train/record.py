@@ -3,10 +3,10 @@
 A record describes itself completely: the resolved protocol (defaults filled in), the model
 arguments the factory received (merged with its defaults), the registry metadata the report
 needs, the precision of every metric and the dataset checksum. Its format (schema version,
-required keys, allowed values, flattening) is :mod:`debench.record_format`'s; :func:`write_record`
-checks a record against it before the atomic write. The config hash covers every input
-that changes the bits of a result, so a changed default, data size or data content never resumes
-an old checkpoint. MLflow parameters (live and ``debench track sync``) come from the same groups.
+required keys, allowed values, flattening) is :mod:`debench.record_format`'s, whose
+:func:`~debench.record_format.write_record` checks a record against it before the atomic write.
+The config hash covers every input that changes the bits of a result, so a changed default, data
+size or data content never resumes an old checkpoint. MLflow parameters (live and ``debench track sync``) come from the same groups.
 """
 
 from __future__ import annotations
@@ -14,13 +14,11 @@ from __future__ import annotations
 import hashlib
 import json
 import statistics
-from pathlib import Path
 from typing import Any
 
 from debench.errors import ConfigError
 from debench.record_format import (FINAL_KEYS, PARAM_GROUPS, SCHEMA_VERSION, RecordFormatError, check_record,
-                                     flat_params)
-from debench.track.atomic import atomic_write_json
+                                     flat_params, write_record)
 
 __all__ = ["DATA_KEYS", "FINAL_KEYS", "HASHED_RUNTIME", "PARAM_GROUPS", "SCHEMA_VERSION", "config_hash", "flat_params",
            "hash_inputs", "record_head", "summarize", "write_record"]
@@ -94,26 +92,6 @@ def record_head(spec: dict[str, Any], info: Any, protocol: dict[str, Any], model
     except RecordFormatError as exc:
         raise ConfigError(str(exc)) from None
     return head
-
-
-def write_record(path: Path, record: dict[str, Any]) -> None:
-    """Check ``record`` against the run-record schema, then write it to ``path`` atomically.
-
-    A record that breaks the schema is a bug of this debench, found after the run's work is done:
-    nothing is lost, it is written to ``<path stem>.invalid.json`` beside ``path`` (which is not
-    written, so the workflow does not take the run as finished) and the error names that file.
-
-    Raises:
-        debench.record_format.RecordFormatError: naming the key and the value.
-    """
-    path = Path(path)
-    try:
-        check_record(record, str(path))
-    except RecordFormatError as exc:
-        kept = path.with_name(f"{path.stem}.invalid.json")
-        atomic_write_json(kept, record)
-        raise RecordFormatError(f"{exc} (the record is kept in {kept})") from None
-    atomic_write_json(path, record)
 
 
 def summarize(rows: list[dict], best: dict, p: Any, classify: bool, status: str,
