@@ -29,7 +29,8 @@ th{background:#f3f3f3}td.reproduced,td.matches{background:#dfd}td.not-reproduced
 td.inconclusive{background:#fff1c2}td.different-quantity,td.no-published-number{background:#eef0f4;color:#555}
 td.not-comparable{color:#777}nav#toc{background:#f7f7f7;border:1px solid #ddd;padding:6px 12px;display:inline-block}
 nav#toc ol{margin:4px 0;padding-left:1.4em}#summary th{text-align:left}
-div.scroll{overflow-x:auto;max-width:100%}ol.notes{font-size:13px;color:#444;max-width:900px}figure{display:inline-block;margin:8px;max-width:600px;vertical-align:top}
+div.scroll{overflow-x:auto;max-width:100%}ol.notes{font-size:13px;color:#444;max-width:900px}
+a.src{font-size:11px;color:#666}figure{display:inline-block;margin:8px;max-width:600px;vertical-align:top}
 img{max-width:100%}figcaption{font-size:12px;color:#555}.note{color:#666;font-size:13px}
 .banner{background:#fff4d6;border:1px solid #e0b84c;padding:8px 12px}section{margin-top:2em}"""
 CHECK_IMAGES = """<script>
@@ -67,9 +68,8 @@ def _table_html(summary: pd.DataFrame, name: str) -> str:
         cells = []
         for col, v in zip(shown.columns, row):
             if col == "published" and v:
-                src = str(summary.iloc[i].get("published_source") or "")
-                cells.append(f'<td><a href="{html.escape(src)}">{html.escape(v)}</a></td>' if src
-                             else f"<td>{html.escape(v)}</td>")
+                r = summary.iloc[i]
+                cells.append(f"<td>{_published_link(v, r.get('published_paper_url'), r.get('published_source'), r.get('published_read_from'))}</td>")
             elif col == "verdict":
                 cells.append(f'<td class="{html.escape(v.replace(" ", "-"))}">{html.escape(v)}</td>')
             else:
@@ -77,6 +77,18 @@ def _table_html(summary: pd.DataFrame, name: str) -> str:
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return (f'<div class="scroll"><table data-table="{name}" data-rows="{len(rows)}"><thead><tr>{head}</tr></thead>'
             f'<tbody>{"".join(rows)}</tbody></table></div>')
+
+
+def _published_link(text: str, paper_url, source_url, read_from) -> str:
+    """A published number linked to the paper (its arXiv page), the document it was read from named
+    in the tooltip and linked after it when that is another document (a copy, a listing, a replication)."""
+    paper, source = str(paper_url or ""), str(source_url or "")
+    tip = html.escape(f"read from: {read_from}" if read_from and str(read_from) != "nan" else "")
+    main = f'<a href="{html.escape(paper or source)}" title="{tip}">{html.escape(text)}</a>' if paper or source \
+        else html.escape(text)
+    if paper and source and source != paper:
+        main += f' <a class="src" href="{html.escape(source)}" title="{tip}">(read from)</a>'
+    return main
 
 
 def _read_table(csv: Path) -> pd.DataFrame:
@@ -297,9 +309,9 @@ def _measurements(table: pd.DataFrame, anchor: str, title: str, note: str, colum
             text = html.escape(str(v))
         if c == "published" and text:
             tag = str(r.get("published_tag") or "")
-            text += f" [{html.escape(tag)}]" if tag else ""
-            link = str(r.get("source_url") or "")
-            text = f'<a href="{html.escape(link)}">{text}</a>' if link else text
+            text = _published_link(text + (f" [{tag}]" if tag else ""), r.get("paper_url"), r.get("source_url"),
+                                   r.get("read_from"))
+            return f"<td>{text}</td>"
         if c == "verdict":
             return f'<td class="{html.escape(text.replace(" ", "-"))}">{text}</td>'
         return f"<td>{text}</td>"
