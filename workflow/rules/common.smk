@@ -52,9 +52,15 @@ FORK_SERVER = []
 
 
 def start_fork_server():
-    """A local run forks its training jobs from one preloaded server (config runtime.fork_server)."""
-    if workflow.local_exec and config["runtime"].get("fork_server", True):
-        FORK_SERVER.append(forkserver.start(f"{RESULTS}/logs/fork_server.log"))
+    """A local run forks its training jobs from one preloaded server (config runtime.fork_server, opt-in).
+
+    The server starts with the thread variables Snakemake gives a train job (OMP_NUM_THREADS and
+    the like, set to its threads: runtime.threads, at most --cores); a job whose variables differ
+    runs in its own process (debench.forkserver).
+    """
+    if workflow.local_exec and config["runtime"].get("fork_server", False):
+        threads = min(config["runtime"].get("threads", 1), workflow.cores or 1)
+        FORK_SERVER.append(forkserver.start(f"{RESULTS}/logs/fork_server.log", threads=threads))
 
 
 def stop_fork_server():

@@ -31,7 +31,7 @@ def _version(module: str) -> str | None:
 
 
 def collect(device: Any = None) -> dict[str, Any]:
-    """Provenance of this process: git commit/dirty, versions, host, device, time (UTC)."""
+    """Provenance of this process: git commit/dirty, debench code fingerprint, versions, host, device, time (UTC), peak RSS."""
     info: dict[str, Any] = {
         "git_commit": _git("rev-parse", "HEAD"),
         "git_dirty": None,
@@ -42,6 +42,18 @@ def collect(device: Any = None) -> dict[str, Any]:
     }
     status = _git("status", "--porcelain", "--untracked-files=no")
     info["git_dirty"] = None if status is None else bool(status)
+    try:  # the code that ran (debench's files, torch's and MLflow's versions), taken at process start
+        from debench.forkserver.client import loaded_code
+
+        info["debench_code"] = loaded_code()
+    except Exception:
+        info["debench_code"] = None
+    try:  # a figure of the process, not the model (debench.train.measure.peak_memory_bytes)
+        from debench.train.measure import process_peak_rss_bytes
+
+        info["process_peak_rss_mb"] = process_peak_rss_bytes() / 2**20
+    except Exception:
+        info["process_peak_rss_mb"] = None
     for mod in ("torch", "torchvision", "torchdiffeq", "torchsde", "mlflow", "numpy"):
         info[f"{mod}_version"] = _version(mod)
     try:

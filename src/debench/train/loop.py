@@ -31,7 +31,7 @@ from debench.track.tracker import make_tracker, redact
 from debench.train import checkpoint as ckpt
 from debench.train.build import factory_kwargs, make_optimizer
 from debench.train.evaluate import accumulate, evaluate
-from debench.train.measure import activation_probe_bytes, count_parameters, peak_memory_bytes
+from debench.train.measure import activation_probe_bytes, count_parameters, peak_memory_mb
 from debench.train.progress import EpochLog, Progress
 from debench.train.protocol import Protocol, lr_at
 from debench.train.record import FINAL_KEYS, flat_params, record_head, summarize, write_record
@@ -206,7 +206,7 @@ def train(spec: dict[str, Any]) -> dict[str, Any]:
     record: dict[str, Any] = {
         **head, "status": status, "status_detail": detail, "failed_epoch": failed_epoch,
         "params": params, "activation_memory_mb": act_bytes / 2**20 if act_bytes is not None else None,
-        "peak_memory_mb": peak_memory_bytes(device) / 2**20,
+        "peak_memory_mb": peak_memory_mb(device),  # None on CPU
         "batch_size": protocol.batch_size, "epochs_completed": len(epochs.rows), "steps": step,
         "resumed_from_epoch": start_epoch, "wall_time_s": time.time() - t_start,
         "provenance": provenance.collect(device), "mlflow_run_id": tracker.run_id,

@@ -1,4 +1,4 @@
-"""Measurements that mean the same on every device: autograd's saved bytes, parameter counts."""
+"""Measurements that mean the same on every device: autograd's saved bytes, parameter counts, CUDA peak memory."""
 
 from __future__ import annotations
 
@@ -87,8 +87,26 @@ def training_step_activation_bytes(model: nn.Module, x: torch.Tensor, loss_of_ou
     return activation_probe_bytes(model, lambda m: loss_of_output(m(x)))
 
 
-def peak_memory_bytes(device: torch.device) -> int:
-    """CUDA: ``max_memory_allocated`` since the last reset. CPU: this process's peak RSS."""
+def peak_memory_bytes(device: torch.device) -> int | None:
+    """CUDA: ``max_memory_allocated`` since the last reset, what the run's tensors held at most.
+
+    CPU: None. The only CPU figure torch offers is the process's peak resident set, which counts
+    the interpreter and every imported library, and differs between a process of its own and a
+    child of the fork server (shared pages of the server's imports); it is no figure of the model.
+    It is recorded apart, labelled as such, as ``provenance.process_peak_rss_mb``
+    (:func:`process_peak_rss_bytes`).
+    """
     if device.type == "cuda":
         return int(torch.cuda.max_memory_allocated(device))
+    return None
+
+
+def peak_memory_mb(device: torch.device) -> float | None:
+    """:func:`peak_memory_bytes` in MiB (None on CPU)."""
+    peak = peak_memory_bytes(device)
+    return None if peak is None else peak / 2**20
+
+
+def process_peak_rss_bytes() -> int:
+    """This process's peak resident set size (``getrusage`` ``ru_maxrss``; Linux reports KiB)."""
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
