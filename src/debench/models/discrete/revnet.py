@@ -11,6 +11,25 @@ A unit that changes resolution or width cannot be inverted; as in the paper it i
 module whose activations autograd stores (downsampling by average pooling and zero padding for
 basic units, a 1x1 projection for bottleneck units). All other units of a stage form one
 :class:`ReversibleSequence`, which stores only its output pair.
+
+Parameters (issue 27, point 1): ``revnet38`` 464,890, ``revnet110`` 1,729,194, ``revnet164``
+1,748,778 on CIFAR-10, the counts of the network the authors' code builds from
+``cifar_configs.py`` (renmengye/revnet-public@5486f61, ``resnet/models/revnet_model.py`` and
+``resnet_model.py``: every unit, the first of a stage included, is a coupling on the channel
+halves; the first unit of stage 1 drops only F's leading BN-ReLU), derived by hand in
+``tests/test_faithful_revnet.py``.
+
+MemCNN's ``memcnn.models.resnet`` (silvandeleemput/memcnn@439ac26, run with its
+``config/experiments.json``) builds 573,994 / 1,854,890 / 1,983,786, the numbers of its README
+table, because it makes the first unit of every stage that changes shape (stages 2 and 3; stage
+1 too with bottlenecks, whose width grows 32 -> 128) an ordinary pre-activation residual block
+over **all** channels (convs ``cin -> cout``, not halves ``cin/2 -> cout/2`` with a G branch) plus
+a 1x1 conv + BN projection shortcut, and drops the leading BN-ReLU of both F and G in stage 1's
+first unit. Its bottleneck also strides the 3x3 conv, not the first 1x1. Those networks are
+registered as the named variants ``memcnn_revnet38/110/164`` (:class:`MemcnnRevNet`); MemCNN's
+accuracy and activation-memory rows (``MEMCNN_REPRO``, variant ``memcnn PyTorch``) are their
+reference, and the authors' own code run by MemCNN (variant ``revnet-public TensorFlow``) is the
+reference of ``revnet38/110/164``.
 """
 
 from __future__ import annotations
@@ -106,7 +125,8 @@ def _register(depth: int) -> None:
     @register_model(
         f"revnet{depth}", family="discrete", paper=GOMEZ17, scheme="reversible coupling (forward Euler split)",
         evals_per_forward=2 * sum(units),
-        reference=[{"table_id": "MEMCNN_REPRO", "model": "RevNet", "depth": str(depth), "variant": "memcnn PyTorch"}],
+        reference=[{"table_id": "MEMCNN_REPRO", "model": "RevNet", "depth": str(depth),
+                    "variant": "revnet-public TensorFlow"}],
     )
     def factory(num_classes: int = 10, in_channels: int = 3, invertible: bool = True) -> nn.Module:
         return RevNet(depth, num_classes, in_channels, invertible)
@@ -116,3 +136,108 @@ def _register(depth: int) -> None:
 
 for _depth in CONFIGS:
     _register(_depth)
+
+
+# ------------------------------------------------------------------ MemCNN's RevNets (named variant)
+
+# depth: (blocks per stage, channels_per_layer [stem, planes of stages 1-3], bottleneck), from
+# memcnn@439ac26 config/experiments.json (revnet38/110/164 on top of resnet32's stem and strides)
+MEMCNN_CONFIGS = {
+    38: ((3, 3, 3), (32, 32, 64, 112), False),
+    110: ((9, 9, 9), (32, 32, 64, 128), False),
+    164: ((9, 9, 9), (32, 32, 64, 128), True),
+}
+MEMCNN = "silvandeleemput/memcnn@439ac26 memcnn/models/resnet.py, memcnn/config/experiments.json"
+
+
+def memcnn_branch(cin: int, planes: int, stride: int, bottleneck: bool, preact: bool) -> nn.Sequential:
+    """MemCNN's ``BasicBlockSub``/``BottleneckSub``: [BN-ReLU]-conv, then (BN-ReLU-conv) x 1 or 2.
+
+    Basic: 3x3 ``cin -> planes`` (strided), 3x3 ``planes -> planes``. Bottleneck: 1x1 ``cin ->
+    planes``, 3x3 ``planes -> planes`` (strided), 1x1 ``planes -> 4 planes``.
+    """
+    convs = [(cin, planes, 1, 1), (planes, planes, 3, stride), (planes, 4 * planes, 1, 1)] if bottleneck \
+        else [(cin, planes, 3, stride), (planes, planes, 3, 1)]
+    layers: list[nn.Module] = []
+    for j, (i, o, k, s) in enumerate(convs):
+        if j or preact:
+            layers += [nn.BatchNorm2d(i), nn.ReLU(inplace=j > 0)]
+        layers.append(nn.Conv2d(i, o, k, s, k // 2, bias=False))
+    return nn.Sequential(*layers)
+
+
+class MemcnnBlock(nn.Module):
+    """MemCNN's non-reversible first block of a stage that changes shape: a residual block over
+    the whole state with a 1x1 conv + BN projection shortcut; autograd stores its activations."""
+
+    def __init__(self, cin: int, planes: int, stride: int, bottleneck: bool, preact: bool):
+        super().__init__()
+        cout = planes * (4 if bottleneck else 1)
+        self.sub = memcnn_branch(cin, planes, stride, bottleneck, preact)
+        self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor):
+        x = torch.cat([x1, x2], dim=1)
+        return torch.chunk(self.sub(x) + self.shortcut(x), 2, dim=1)
+
+
+class MemcnnRevNet(nn.Module):
+    """The RevNet that MemCNN builds for its README table (named variant; see the module docstring).
+
+    Stem conv-BN-ReLU; per stage a :class:`MemcnnBlock` where the shape changes, else a coupling,
+    then couplings ``y1 = x1 + F(x2)``, ``y2 = x2 + G(y1)`` on the halves; final BN-ReLU, global
+    pool, linear. Convs are initialised as MemCNN does (normal, std sqrt(2 / (k^2 out)), PyTorch's
+    ``kaiming_normal_`` fan_out), the linear layer keeps PyTorch's default, BN PyTorch's eps 1e-5
+    and momentum 0.1 (``batch_norm_fix: false`` in experiments.json).
+    """
+
+    forward = RevNet.forward
+
+    def __init__(self, depth: int, num_classes: int = 10, in_channels: int = 3, invertible: bool = True):
+        super().__init__()
+        units, filters, bottleneck = MEMCNN_CONFIGS[depth]
+        expansion = 4 if bottleneck else 1
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, filters[0], 3, 1, 1, bias=False),
+                                  nn.BatchNorm2d(filters[0]), nn.ReLU())
+        self.stages = nn.ModuleList()
+        cin = filters[0]
+        for s, (n, planes) in enumerate(zip(units, filters[1:])):
+            stride, cout, preact = (2 if s else 1), planes * expansion, s > 0  # noactivation in layer1
+            start: list[nn.Module] = []
+            shears = []
+            if stride != 1 or cin != cout:
+                start = [MemcnnBlock(cin, planes, stride, bottleneck, preact)]
+            else:
+                shears += revnet_unit(memcnn_branch(cin // 2, planes // 2, 1, bottleneck, preact),
+                                      memcnn_branch(cin // 2, planes // 2, 1, bottleneck, preact))
+            for _ in range(n - 1):
+                shears += revnet_unit(memcnn_branch(cout // 2, planes // 2, 1, bottleneck, True),
+                                      memcnn_branch(cout // 2, planes // 2, 1, bottleneck, True))
+            self.stages.append(nn.ModuleList(start + [ReversibleSequence(shears, invertible)]))
+            cin = cout
+        self.final = nn.Sequential(nn.BatchNorm2d(cin), nn.ReLU())
+        self.head = nn.Linear(cin, num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+
+def _register_memcnn(depth: int) -> None:
+    units, _, bottleneck = MEMCNN_CONFIGS[depth]
+
+    @register_model(
+        f"memcnn_revnet{depth}", family="discrete", paper=GOMEZ17 + "; as built by MemCNN (" + MEMCNN + ")",
+        scheme="reversible coupling (forward Euler split)",
+        # a MemcnnBlock has one residual function, a coupling two
+        evals_per_forward=2 * sum(units) - (3 if bottleneck else 2),
+        reference=[{"table_id": "MEMCNN_REPRO", "model": "RevNet", "depth": str(depth), "variant": "memcnn PyTorch"}],
+    )
+    def factory(num_classes: int = 10, in_channels: int = 3, invertible: bool = True) -> nn.Module:
+        return MemcnnRevNet(depth, num_classes, in_channels, invertible)
+
+    factory.__doc__ = (f"RevNet-{depth} as MemCNN builds it ({'bottleneck' if bottleneck else 'basic'} blocks "
+                       f"{list(units)}; non-reversible full-width first blocks with projection shortcuts).")
+
+
+for _depth in MEMCNN_CONFIGS:
+    _register_memcnn(_depth)
