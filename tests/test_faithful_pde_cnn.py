@@ -85,3 +85,23 @@ def test_config_pde_cnn_protocol_pads_by_two_and_leaves_decay_to_the_model():
         assert protocol["crop_padding"] == 2 and protocol["weight_decay"] == 0.0
         args = config["experiments"][name].get("model_args", {})
         assert all(a.get("box", 1.0) == 1.0 and a.get("smoothness", 2e-4) == 2e-4 for a in args.values())
+
+
+def test_tv_norm_is_meganets_tvnormlayer():
+    """Meganet@4f9fdbc layers/tvNormLayer.m: ``Y./sqrt(sum(Y.^2,3)+eps)``, eps 1e-4, then scale and
+    shift. A pixel with features (3, 4) becomes (3, 4) / sqrt(25 + 1e-4); a centred, averaged norm
+    gives about (-1, 1) instead. Features (1e-2, 0): 1e-2 / sqrt(1e-4 + 1e-4) = 0.70711 (eps 1e-3
+    would give 0.30151)."""
+    from debench.models.discrete.layers import TVNorm
+
+    norm = TVNorm(2)
+    x = torch.tensor([[3.0, 4.0], [1e-2, 0.0]]).T.reshape(1, 2, 1, 2)  # two pixels, two channels
+    y = norm(x)
+    assert torch.allclose(y[0, :, 0, 0], torch.tensor([3.0, 4.0]) / (25 + 1e-4) ** 0.5)
+    assert y[0, 0, 0, 1].item() == pytest.approx(1e-2 / (2e-4) ** 0.5, rel=1e-5)
+    assert y[0, 0, 0, 1].item() == pytest.approx(0.70711, abs=1e-5)
+    with torch.no_grad():
+        norm.weight.fill_(2.0), norm.bias.fill_(0.5)
+    assert torch.allclose(norm(x), 2.0 * y + 0.5)
+    norms = [m for m in create_model("parabolic_cnn").modules() if isinstance(m, TVNorm)]
+    assert len(norms) == 9 and all(n.eps == 1e-4 for n in norms)  # 3 blocks x 3 steps

@@ -11,21 +11,24 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 
 class TVNorm(nn.Module):
-    """Total-variation normalization of Ruthotto & Haber: per pixel, across channels.
+    """Total-variation normalization of Ruthotto & Haber: each pixel's feature vector divided by its length.
 
-    ``y = (x - mean_c x) / sqrt(mean_c (x - mean_c x)^2 + eps)``, then a learnable per-channel
-    scale (init 1) and shift (init 0): ``2 * channels`` parameters, as Meganet's tvNormLayer.
+    ``y = x / sqrt(sum_c x^2 + eps)`` with ``eps = 1e-4`` (no centering, a sum over the channels),
+    then a learnable per-channel scale (init 1) and shift (init 0): ``2 * channels`` parameters.
+    This is Meganet's ``tvNormLayer`` (XtractOpen/Meganet.m@4f9fdbc ``layers/tvNormLayer.m``:
+    ``Y./sqrt(sum(Y.^2,3)+this.eps)``, default ``eps = 1e-4``, used with ``'isWeight',1`` by
+    ``examples/2018-jmiv/cnnDriver.m``). Until issue 27 debench centred ``x`` over the channels,
+    averaged instead of summing and used ``eps = 1e-3``.
     """
 
-    def __init__(self, channels: int, eps: float = 1e-3):
+    def __init__(self, channels: int, eps: float = 1e-4):
         super().__init__()
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(channels))
         self.bias = nn.Parameter(torch.zeros(channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x - x.mean(1, keepdim=True)
-        x = x * torch.rsqrt(x.pow(2).mean(1, keepdim=True) + self.eps)
+        x = x * torch.rsqrt(x.pow(2).sum(1, keepdim=True) + self.eps)
         return x * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
 
 

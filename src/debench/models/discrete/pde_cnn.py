@@ -4,7 +4,8 @@ Layout of the paper's Meganet driver (``cnnDriver``): opening 3x3 conv + BN + Re
 channels, then per stage ``k`` a PDE block of ``nt = 3`` steps (step ``h = 1``) at ``nf[k]``
 channels and a connector (1x1 conv to ``nf[k+1]`` + BN + ReLU, 2x average pooling, global
 pooling after the last), then a linear classifier. Every step has its own symmetric layer
-``K^T relu(N(K Y))`` with total-variation normalization ``N`` (eps = 1e-3):
+``K^T relu(N(K Y))`` with Meganet's total-variation normalization ``N``
+(``Y / sqrt(sum_c Y^2 + 1e-4)``, then per-channel scale and shift; :class:`TVNorm`):
 
 - parabolic: forward Euler on ``Y' = -K^T relu(N(K Y))``;
 - second-order: leapfrog ``Y_{j+1} = 2Y_j - Y_{j-1} - h^2 K^T relu(N(K Y_j))``, ``Y_{-1} = Y_0``;
