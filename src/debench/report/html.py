@@ -238,8 +238,9 @@ def _sources(tags: set[str]) -> str:
     items = "".join(f"<li><b>[{html.escape(t)}]</b>: {html.escape(SOURCE_TAGS.get(t, 'see config/reference/README.md'))}"
                     "</li>" for t in sorted(tags))
     return ('<section id="sec-sources"><h2>Source tags</h2><p class="note">Each published number carries the tag of '
-            "the document it was read from (config/reference/published_results.csv, column read_from; the link "
-            "on a published number opens that document).</p>"
+            "the document it was read from (config/reference/published_results.csv, column read_from). A "
+            "published number links to the paper; \"(read from)\" beside it opens the document the number was "
+            "read from, which its tooltip names.</p>"
             f'<ul id="source-tags">{items or "<li>no published number shown</li>"}</ul></section>')
 
 
@@ -279,7 +280,7 @@ MEASUREMENT_COLUMNS = [("model", "model"), ("dataset", "dataset"), ("quantity", 
                        ("n", "n"), ("batch_size", "batch"), ("measured", "measured"), ("published", "published"),
                        ("ratio_to", "ratio to"), ("measured_ratio", "measured ratio"),
                        ("published_ratio", "published ratio"), ("tolerance", "tolerance"), ("verdict", "verdict"),
-                       ("reason", "why"), ("published_row", "published row")]
+                       ("reason", "why")]
 ARCHITECTURE_COLUMNS = [("model", "model"), ("dataset", "dataset"), ("measured", "params (M)"),
                         ("published", "published (M)"), ("relative_difference", "relative diff"),
                         ("tolerance", "tolerance"), ("verdict", "verdict"), ("published_row", "published row"),
@@ -290,9 +291,11 @@ def _measurements(table: pd.DataFrame, anchor: str, title: str, note: str, colum
     """A measurement or architecture table, rows as sorted by the aggregate, verdicts coloured."""
     if table.empty:
         return ""
-    cols = [(c, label) for c, label in columns if c in table and (c not in ("against", "ratio_to", "batch_size",
-                                                                           "measured_ratio", "published_ratio")
-                                                                  or table[c].replace("", None).notna().any())]
+    shown = table.copy()
+    if "tolerance" in shown:  # a tolerance is shown only where it was applied
+        shown.loc[shown["verdict"].isin([DIFFERENT, "no published number"]), "tolerance"] = ""
+    cols = [(c, label) for c, label in columns if c in table and (c in ("model", "dataset", "measured", "verdict")
+                                                                  or shown[c].replace("", None).notna().any())]
 
     notes: list[str] = []
 
@@ -310,14 +313,14 @@ def _measurements(table: pd.DataFrame, anchor: str, title: str, note: str, colum
         if c == "published" and text:
             tag = str(r.get("published_tag") or "")
             text = _published_link(text + (f" [{tag}]" if tag else ""), r.get("paper_url"), r.get("source_url"),
-                                   r.get("read_from"))
+                                   f"{r.get('published_row')}: {r.get('read_from')}")
             return f"<td>{text}</td>"
         if c == "verdict":
             return f'<td class="{html.escape(text.replace(" ", "-"))}">{text}</td>'
         return f"<td>{text}</td>"
 
     rows = "".join(f'<tr data-verdict="{html.escape(str(r["verdict"]))}">' + "".join(cell(r, c) for c, _ in cols)
-                   + "</tr>" for _, r in table.iterrows())
+                   + "</tr>" for _, r in shown.iterrows())
     foot = "".join(f'<li id="{anchor}-note{i}">{html.escape(n)}</li>' for i, n in enumerate(notes, 1))
     return (f'<section id="{anchor}"><h2>{html.escape(title)}</h2><p class="note">{html.escape(note)}</p>'
             f'<div class="scroll"><table data-table="{anchor.removeprefix("sec-")}" data-rows="{len(table)}"><thead><tr>'

@@ -188,15 +188,16 @@ def measurement_table(measured: pd.DataFrame, published: pd.DataFrame,
 
 
 def sort_table(table: pd.DataFrame) -> pd.DataFrame:
-    """Rows by kind (measurements first), quantity, dataset, then model in natural order (resnet20 before resnet110)."""
+    """Rows by kind (measurements first), compared rows before those without a published number,
+    then quantity, dataset and model in natural order (resnet20 before resnet110)."""
     if table.empty:
         return table
     from debench.report.tables import _natural
 
     order = {MEASUREMENT: 0, ARCHITECTURE: 1}
-    key = [(order.get(k, 2), str(q), str(d), _natural(m), str(e))
-           for k, q, d, m, e in zip(table["kind"], table["quantity"], table["dataset"], table["model"],
-                                    table["experiment"])]
+    key = [(order.get(k, 2), bool(pd.isna(p)), str(q), str(d), _natural(m), str(e))
+           for k, p, q, d, m, e in zip(table["kind"], table["published"], table["quantity"], table["dataset"],
+                                       table["model"], table["experiment"])]
     return table.iloc[sorted(range(len(table)), key=key.__getitem__)].reset_index(drop=True)
 
 

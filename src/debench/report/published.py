@@ -24,9 +24,9 @@ SOURCE_TAGS = {
     "PRIMARY-TEXT": "the paper's own table, read from a text conversion of the paper",
     "PRIMARY abstract": "the paper's abstract",
     "ORIG-REPO": "the authors' official repository (README or code)",
-    "SECONDARY-PWC": "secondary: a curated listing (Papers with Code) of the paper's results, not the paper",
-    "SECONDARY": "secondary: another document quoting or summarising the paper (e.g. a replication's copy of "
-                 "its table), not the paper",
+    "SECONDARY-PWC": "a curated listing (Papers with Code) of the paper's results, not the paper",
+    "SECONDARY": "another document quoting or summarising the paper (e.g. a replication's copy of its table), "
+                 "not the paper",
     "REPRO": "an independent reproduction's own number, not the paper's",
 }
 
