@@ -221,3 +221,12 @@ def test_the_html_report_shows_the_measurements_and_counts_their_verdicts(tmp_pa
     section = page.split('id="sec-architecture"')[1].split("</section>")[0]
     assert section.count('data-verdict="matches"') == 1 and section.count('data-verdict="differs"') == 1
     assert "<b>Architecture checks: 2</b> (1 matches, 1 differs)" in page and 'class="reproduced"' not in section
+
+
+def test_memcnn_s_own_revnets_are_still_a_different_quantity():
+    # the RevNets MemCNN built (memcnn_revnet*) fix the architecture, not the quantity: saved activations
+    # beside MemCNN's allocated training memory get no verdict; the ratio sits beside the row
+    t = _table([_row("resnet32", activation_memory_mb=200.0), _row("memcnn_revnet38", activation_memory_mb=70.0)])
+    row = t[(t["quantity"] == "activation_memory_mb") & (t["model"] == "memcnn_revnet38")].iloc[0]
+    assert row["published"] == 85.6 and row["verdict"] == "different quantity"
+    assert row["ratio_to"] == "resnet32" and row["measured_ratio"] == pytest.approx(0.35)

@@ -34,9 +34,11 @@ PUBLISHED_BATCH = {"MEMCNN_REPRO": 100}
 # Published memory rows of models whose registered reference is another table (He et al.).
 MEMORY_REFERENCES = {name: {"table_id": "MEMCNN_REPRO", "model": "ResNet", "depth": str(d)}
                      for name, d in (("resnet32", 32), ("resnet110", 110), ("preact_resnet164", 164))} | {
-                     f"revnet{d}": {"table_id": "MEMCNN_REPRO", "model": "RevNet", "depth": str(d)}
-                     for d in (38, 110, 164)}
-MEMORY_PAIRS = (("revnet38", "resnet32"), ("revnet110", "resnet110"), ("revnet164", "preact_resnet164"))
+                     f"{prefix}revnet{d}": {"table_id": "MEMCNN_REPRO", "model": "RevNet", "depth": str(d)}
+                     for d in (38, 110, 164) for prefix in ("", "memcnn_")}
+# RevNet / ResNet pairs whose memory ratio is shown beside the RevNet row (memcnn_revnet*: MemCNN's own RevNets)
+MEMORY_PAIRS = tuple((f"{prefix}{a}", b) for prefix in ("", "memcnn_") for a, b in
+                     (("revnet38", "resnet32"), ("revnet110", "resnet110"), ("revnet164", "preact_resnet164")))
 # (quantity, published table) pairs where the published number measures something else than we do:
 # shown side by side, never given a verdict. A like-for-like measurement gets its own quantity name.
 DIFFERENT_QUANTITY = {
