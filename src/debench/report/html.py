@@ -69,7 +69,9 @@ def _table_html(summary: pd.DataFrame, name: str) -> str:
         for col, v in zip(shown.columns, row):
             if col == "published" and v:
                 r = summary.iloc[i]
-                cells.append(f"<td>{_published_link(v, r.get('published_paper_url'), r.get('published_source'), r.get('published_read_from'))}</td>")
+                link = _published_link(v, r.get("published_paper_url"), r.get("published_source"),
+                                       r.get("published_read_from"))
+                cells.append(f"<td>{link}</td>")
             elif col == "verdict":
                 cells.append(f'<td class="{html.escape(v.replace(" ", "-"))}">{html.escape(v)}</td>')
             else:
