@@ -7,8 +7,12 @@ against the exact score of Gaussian data:
 - :func:`euler_maruyama`: the reverse-time SDE ``dx = [f - g^2 score] dt + g dW-bar`` from ``T``
   to ``eps`` (``sde.sample_eps`` unless given: 1e-5 for VE, 1e-3 otherwise), ``steps`` equal
   steps, the last one without noise.
-- :func:`predictor_corrector`: the same predictor followed by one Langevin corrector step with
-  signal-to-noise ratio ``snr`` (0.16 in the paper) per step.
+- :func:`predictor_corrector`: one Langevin corrector step with signal-to-noise ratio ``snr``
+  (0.16 in the paper) then a predictor step per time; the predictor is reverse Euler-Maruyama
+  (upstream's ``euler_maruyama``, the VP/sub-VP continuous configs) or, on the VE SDE, the
+  reverse-diffusion predictor (upstream's ``reverse_diffusion``, every VE CIFAR-10 config:
+  yang-song/score_sde_pytorch@cb1f359 ``configs/ve/cifar10_ncsnpp_continuous.py``,
+  ``sampling.py`` ``ReverseDiffusionPredictor``, ``sde_lib.py`` ``VESDE.discretize``).
 - :func:`ancestral`: DDPM's ancestral sampler, the VP SDE's own discretization.
 - :func:`probability_flow`: the ODE ``dx/dt = f - g^2 score / 2`` solved by torchdiffeq
   (dopri5, rtol = atol = 1e-5), returning its NFE.
@@ -69,18 +73,54 @@ def langevin_step(sde: DiffusionSDE, score: Score, x: torch.Tensor, t: torch.Ten
     return mean + (2 * step).sqrt() * z, mean
 
 
+PREDICTORS = ("euler_maruyama", "reverse_diffusion")
+
+
+def ve_reverse_diffusion_step(sde: DiffusionSDE, score: Score, x: torch.Tensor, t: torch.Tensor, n: int,
+                              last: bool) -> torch.Tensor:
+    """Upstream's reverse-diffusion predictor on the VE SDE (SMLD discretization).
+
+    With ``n`` geometric noise scales ``sigma_j = sigma(j / (n - 1))`` and ``i = floor(t (n - 1) / T)``:
+    ``x_mean = x + (sigma_i^2 - sigma_{i-1}^2) score(x, t)`` (``sigma_{-1} = 0``), and
+    ``x = x_mean + sqrt(sigma_i^2 - sigma_{i-1}^2) z`` except at the last step (noise removal).
+    """
+    tb = t.expand(x.shape[0])
+    i = (tb * (n - 1) / sde.T).long()
+    sig = sde.sigma(i.to(x.dtype) / (n - 1))
+    prev = torch.where(i == 0, torch.zeros_like(sig), sde.sigma((i - 1).clamp(min=0).to(x.dtype) / (n - 1)))
+    var = bcast(sig * sig - prev * prev, x)
+    mean = x + var * score(x, tb)
+    return mean if last else mean + var.sqrt() * torch.randn_like(x)
+
+
 @torch.no_grad()
 def predictor_corrector(sde: DiffusionSDE, score: Score, x: torch.Tensor, steps: int = 1000,
-                        eps: float | None = None, snr: float = 0.16, corrector_steps: int = 1) -> torch.Tensor:
-    """Corrector (Langevin) then predictor (reverse EM) per time, down to ``eps`` (``None``:
-    ``sde.sample_eps``); ``steps (1 + corrector_steps)`` NFE."""
+                        eps: float | None = None, snr: float = 0.16, corrector_steps: int = 1,
+                        predictor: str = "euler_maruyama") -> torch.Tensor:
+    """Corrector (Langevin) then predictor per time, down to ``eps`` (``None``: ``sde.sample_eps``);
+    ``steps (1 + corrector_steps)`` NFE.
+
+    Args:
+        predictor: ``euler_maruyama`` (reverse EM) or ``reverse_diffusion`` (VE SDE only;
+            :func:`ve_reverse_diffusion_step` with ``steps`` noise scales).
+
+    Raises:
+        ValueError: for an unknown predictor, or ``reverse_diffusion`` on another SDE than VE.
+    """
+    if predictor not in PREDICTORS:
+        raise ValueError(f"model arg 'pc_predictor': must be one of {PREDICTORS}, got {predictor!r}")
+    if predictor == "reverse_diffusion" and getattr(sde, "name", "") != "ve":
+        raise ValueError("model arg 'pc_predictor': reverse_diffusion is implemented for the VE SDE only")
     eps = _end(sde, eps)
     ts = _times(sde, steps, eps, x)
     h = (sde.T - eps) / (steps - 1) if steps > 1 else sde.T - eps
     for i, t in enumerate(ts):
         for _ in range(corrector_steps):
             x, _ = langevin_step(sde, score, x, t, h, snr)
-        x = _reverse_em_step(sde, score, x, t, h, last=i == steps - 1)
+        if predictor == "reverse_diffusion":
+            x = ve_reverse_diffusion_step(sde, score, x, t, steps, last=i == steps - 1)
+        else:
+            x = _reverse_em_step(sde, score, x, t, h, last=i == steps - 1)
     return x
 
 

@@ -9,8 +9,9 @@ is the same with ``t`` on the VP SDE's 1000 discrete steps. Evaluation (``evalua
   uniformly dequantized, ``(k + u) / 256``, and the result includes the change of scale, as in
   the paper's Table 2. For 2-D data it is the continuous density's NLL in bits per dimension.
 - ``nfe_likelihood``: ODE function evaluations per likelihood batch.
-- for each sampler in ``samplers`` (``em``: reverse-SDE Euler-Maruyama; ``pc``: EM predictor plus
-  one Langevin corrector step at snr 0.16; ``ode``: probability flow; ``ancestral``: DDPM):
+- for each sampler in ``samplers`` (``em``: reverse-SDE Euler-Maruyama; ``pc``: one Langevin
+  corrector step at snr 0.16 plus a predictor, upstream's per SDE: reverse diffusion for VE,
+  Euler-Maruyama for VP/sub-VP (model arg ``pc_predictor``); ``ode``: probability flow; ``ancestral``: DDPM):
   ``nfe_sample_<sampler>`` and, for array data, ``mmd_<sampler>`` (RBF-kernel MMD^2 to the test
   set, median bandwidth).
 - ``fid_<sampler>`` and ``fid`` (the first sampler) only as the published FIDs were computed
@@ -76,6 +77,9 @@ class ScoreSDEModel(nn.Module):
         fid_reference: CIFAR-10 training set for FID: a folder of ``train_*.npz`` shards or an
             ``.npz`` with ``mu``, ``sigma``, ``count`` (``None``: no FID).
         ode_tol: rtol = atol of the probability-flow ODE (1e-5 in the paper; looser for smoke runs).
+        pc_predictor: predictor of the ``pc`` sampler: ``reverse_diffusion`` or ``euler_maruyama``
+            (``None``: upstream's default per SDE, reverse diffusion for VE and Euler-Maruyama for
+            VP/sub-VP; yang-song/score_sde_pytorch@cb1f359 ``configs/ve|vp|subvp/cifar10_*_continuous.py``).
     """
 
     def __init__(self, net: nn.Module, data_shape: Sequence[int], sde: str = "vp", sde_args: dict | None = None,
@@ -83,8 +87,13 @@ class ScoreSDEModel(nn.Module):
                  train_eps: float = 1e-5, sample_eps: float | None = None, likelihood_eps: float = 1e-5,
                  sample_steps: int = 1000, snr: float = 0.16, samplers: Sequence[str] = ("em", "pc", "ode"),
                  num_samples: int = 64, likelihood_examples: int | None = None, trace: str = "hutchinson",
-                 inception_weights: str | None = None, ode_tol: float = 1e-5, fid_reference: str | None = None):
+                 inception_weights: str | None = None, ode_tol: float = 1e-5, fid_reference: str | None = None,
+                 pc_predictor: str | None = None):
         super().__init__()
+        self.pc_predictor = pc_predictor or ("reverse_diffusion" if sde == "ve" else "euler_maruyama")
+        if self.pc_predictor not in S.PREDICTORS or (self.pc_predictor == "reverse_diffusion" and sde != "ve"):
+            raise ValueError(f"model arg 'pc_predictor': {self.pc_predictor!r} is not available for the {sde} SDE; "
+                             f"use {S.PREDICTORS} (reverse_diffusion: VE only)")
         self.ode_tol = ode_tol
         for s in samplers:
             if s not in SAMPLERS:
@@ -142,7 +151,8 @@ class ScoreSDEModel(nn.Module):
         if sampler == "em":
             out, nfe = S.euler_maruyama(self.sde, self.score, x, self.sample_steps, self.sample_eps), self.sample_steps
         elif sampler == "pc":
-            out = S.predictor_corrector(self.sde, self.score, x, self.sample_steps, self.sample_eps, self.snr)
+            out = S.predictor_corrector(self.sde, self.score, x, self.sample_steps, self.sample_eps, self.snr,
+                                        predictor=self.pc_predictor)
             nfe = 2 * self.sample_steps
         elif sampler == "ode":
             out, nfe = S.probability_flow(self.sde, self.score, x, self.sample_eps, self.ode_tol, self.ode_tol)
@@ -266,12 +276,13 @@ def _image_factory(name: str, sde: str, discrete: bool, samplers: tuple[str, ...
                 sample_steps: int = 1000, snr: float = 0.16, samplers: Sequence[str] = samplers,
                 num_samples: int = 64, likelihood_examples: int | None = None, trace: str = "hutchinson",
                 inception_weights: str | None = None, fid_reference: str | None = None,
-                ode_tol: float = 1e-5) -> nn.Module:
+                ode_tol: float = 1e-5, pc_predictor: str | None = None) -> nn.Module:
         net = UNet(in_channels, image_size, ch, tuple(ch_mult), num_res_blocks, tuple(attn_resolutions), dropout)
         return ScoreSDEModel(net, (in_channels, image_size, image_size), sde, sde_args, discrete, True, None,
                              sample_steps=sample_steps, snr=snr, samplers=samplers, num_samples=num_samples,
                              likelihood_examples=likelihood_examples, trace=trace,
-                             inception_weights=inception_weights, fid_reference=fid_reference, ode_tol=ode_tol)
+                             inception_weights=inception_weights, fid_reference=fid_reference, ode_tol=ode_tol,
+                             pc_predictor=pc_predictor)
 
     factory.__doc__ = f"{name}: U-Net score model on images with the {sde} SDE."
 
@@ -297,11 +308,13 @@ _image_factory("ddpm_cifar", "vp", True, ("ancestral", "ode"), HO20,
 def score_sde_toy(data_shape: Sequence[int] = (2,), num_classes: int = 0, sde: str = "vp", hidden: int = 128,
                   layers: int = 3, sde_args: dict | None = None, sample_steps: int = 500, snr: float = 0.16,
                   samplers: Sequence[str] = ("em", "pc", "ode"), num_samples: int = 1000,
-                  likelihood_examples: int | None = None, trace: str = "exact", ode_tol: float = 1e-5) -> nn.Module:
+                  likelihood_examples: int | None = None, trace: str = "exact", ode_tol: float = 1e-5,
+                  pc_predictor: str | None = None) -> nn.Module:
     """MLP score model on 2-D points (``toy_gmm2d``); VE uses ``sigma_max = 5`` unless ``sde_args`` says otherwise."""
     dim = int(math.prod(data_shape))
     if sde == "ve" and not sde_args:
         sde_args = {"sigma_min": 0.01, "sigma_max": 5.0}
     return ScoreSDEModel(MLPScore(dim, hidden, layers), (dim,), sde, sde_args, False, False, None,
                          sample_steps=sample_steps, snr=snr, samplers=samplers, num_samples=num_samples,
-                         likelihood_examples=likelihood_examples, trace=trace, ode_tol=ode_tol)
+                         likelihood_examples=likelihood_examples, trace=trace, ode_tol=ode_tol,
+                         pc_predictor=pc_predictor)
