@@ -230,3 +230,14 @@ def test_memcnn_s_own_revnets_are_still_a_different_quantity():
     row = t[(t["quantity"] == "activation_memory_mb") & (t["model"] == "memcnn_revnet38")].iloc[0]
     assert row["published"] == 85.6 and row["verdict"] == "different quantity"
     assert row["ratio_to"] == "resnet32" and row["measured_ratio"] == pytest.approx(0.35)
+
+
+def test_a_reduced_preset_s_parameter_counts_are_not_compared(tmp_path):
+    from debench.report.aggregate import aggregate_rows
+
+    # a smoke-sized resnet20 (comparable: false) with another count than He et al.'s 0.27M
+    train = _row("resnet20", kind="train", table="discrete", metric="test_error", test_error=60.0, experiment="t",
+                 params=70_000, comparable=False)
+    aggregate_rows(pd.DataFrame([train]), PUBLISHED, tmp_path)
+    arch = pd.read_csv(tmp_path / "tables" / "architecture.csv")
+    assert list(arch["verdict"]) == ["not comparable"]  # was "differs", counted as an architecture check

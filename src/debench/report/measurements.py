@@ -244,7 +244,8 @@ def trained_architecture_rows(summary: pd.DataFrame, table: pd.DataFrame) -> pd.
                       "against": "", "dataset": r["dataset"], "n": r["n"], "measured": value, "published": pub,
                       "tolerance": r.get("params_tolerance", ""),
                       "relative_difference": (value - pub) / pub if pub and not math.isnan(pub) else math.nan,
-                      "verdict": r["params_verdict"] or "no published number", "reason": "",
+                      "verdict": "not comparable" if r["verdict"] == "not comparable"
+                      else r["params_verdict"] or "no published number", "reason": "",
                       "ratio_to": "", "measured_ratio": math.nan, "published_ratio": math.nan, "batch_size": None,
                       "published_row": r.get("published_table", "") if not math.isnan(pub) else "",
                       "published_tag": r.get("published_tag", "") if not math.isnan(pub) else "",
