@@ -42,7 +42,8 @@ def run_batch(model: str, k: int, cache: Path, a: argparse.Namespace, tmp: Path,
     for seed in range(k):
         folder = tmp / f"{model}-k{k}-s{seed}-{time.time_ns()}"
         spec = {
-            "experiment": "packing", "preset": "bench", "model": model, "dataset": "cifar10", "seed": seed,
+            "experiment": "packing", "preset": "bench", "table": "discrete", "mode": "paper", "model": model,
+            "dataset": "cifar10", "seed": seed,
             "protocol": {"iterations": steps, "batch_size": a.batch, "lr": 0.1, "weight_decay": 5e-4,
                          "schedule": "cosine", "eval_every": 10**6, "checkpoint_every": 10**6,
                          "eval_batch_size": 1000},
@@ -108,6 +109,9 @@ def main() -> None:
             for k in order:
                 res = run_batch(model, k, cache, a, tmp, n_train)
                 per_k[k].append(res)
+                if a.out:  # what was measured so far survives a timeout
+                    Path(a.out).write_text(json.dumps({"partial": True, "model": model, "device": name,
+                                                       "done": results, "runs_by_jobs": per_k}, indent=2))
                 print(f"  {model} repeat {r} k={k}: end-to-end {res['end_to_end_img_s']:8.0f} img/s, steady "
                       f"{res['steady_img_s']:8.0f} img/s, acc {res['test_accuracy']}", flush=True)
         base_e2e = statistics.median(x["end_to_end_img_s"] for x in per_k[1])

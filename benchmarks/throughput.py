@@ -100,7 +100,8 @@ def debench_epoch(model_name: str, cache: Path, device: torch.device, batch: int
                   n_train: int, variant: str, tmp: Path, threads: int, lr: float = 0.1) -> tuple[float, float]:
     steps = epochs * -(-n_train // batch)
     spec = {
-        "experiment": "bench", "preset": "bench", "model": model_name, "dataset": "cifar10", "seed": 0,
+        "experiment": "bench", "preset": "bench", "table": "discrete", "mode": "paper", "model": model_name,
+        "dataset": "cifar10", "seed": 0,
         "protocol": {"iterations": steps, "batch_size": batch, "lr": lr, "weight_decay": 5e-4,
                      "eval_every": 10**6, "checkpoint_every": 10**6, "eval_batch_size": 1024,
                      "schedule": "constant"},

@@ -83,7 +83,7 @@ def _sync(device: Any) -> None:
 
 def calibrate_model(name: str, setup: dict[str, Any], runtime_cfg: dict[str, Any], device_str: str,
                     threads: int, steps: int, warmup: int, cache_dir: Path, count_flops: bool = True,
-                    max_step_s: float | None = None) -> dict[str, Any]:
+                    max_step_s: float | None = None, max_batch: int | None = None) -> dict[str, Any]:
     """Time ``steps`` training steps of ``name`` (after ``warmup``) and count one step's FLOPs.
 
     Returns:
@@ -107,6 +107,11 @@ def calibrate_model(name: str, setup: dict[str, Any], runtime_cfg: dict[str, Any
     if "epochs" not in proto and "iterations" not in proto:
         proto["epochs"] = 1  # the length does not change a step's cost
     p = Protocol.from_dict(proto)
+    protocol_batch = p.batch_size
+    if max_batch is not None and p.batch_size > max_batch:  # a slow CPU: per-image cost at a smaller batch
+        import dataclasses
+
+        p = dataclasses.replace(p, batch_size=max_batch)
     ds = setup["dataset"]
     cache = cache_dir / f"{ds}.npz"
     if not cache.exists():
@@ -164,7 +169,8 @@ def calibrate_model(name: str, setup: dict[str, Any], runtime_cfg: dict[str, Any
         return len(y)
 
     row: dict[str, Any] = {"model": name, "loop": loop, "family": info.family, "task": info.task,
-                           "experiment": setup["experiment"], "dataset": ds, "batch_size": p.batch_size,
+                           "experiment": setup["experiment"], "dataset": ds, "batch_size": protocol_batch,
+                           "timed_batch": p.batch_size,
                            "optimizer": p.optimizer, "threads": threads}
     flops, nfe, method = None, None, None
     if count_flops:
@@ -246,12 +252,13 @@ def _count_flops(model: Any, one_step: Callable, stats_hook: Callable | None, op
 
 def calibrate(models: list[str], config: dict | None, device_str: str = "cpu", threads: int = 1,
               steps: int = 3, warmup: int = 1, count_flops: bool = True, max_step_s: float | None = None,
+              max_batch: int | None = None,
               runtime: dict[str, Any] | None = None, echo: Callable[[str], None] = print,
-              out: Path | None = None) -> list[dict[str, Any]]:
+              out: Path | None = None, resume: bool = False) -> list[dict[str, Any]]:
     """Calibrate ``models`` one after the other; a failing model gets an ``error`` row.
 
     Rows are written to ``out`` (JSON) after every model, so an interrupted calibration keeps
-    what it measured.
+    what it measured; ``resume`` keeps the measured rows of ``out`` (same device) and times the rest.
     """
     import torch
 
@@ -262,13 +269,21 @@ def calibrate(models: list[str], config: dict | None, device_str: str = "cpu", t
     echo(f"device: {name}; torch {torch.__version__}; python {platform.python_version()}; "
          f"{steps} timed step(s) after {warmup} warm-up; load average {os.getloadavg()[0]:.2f}")
     rows: list[dict[str, Any]] = []
+    if resume and out is not None and Path(out).exists():  # keep what an interrupted calibration measured
+        rows = [r for r in json.loads(Path(out).read_text()) if "median_img_s" in r and r.get("device") == name
+                and r["model"] in models]
+        echo(f"resuming: {len(rows)} model(s) already measured in {out}")
+    done = {r["model"] for r in rows}
     with tempfile.TemporaryDirectory(prefix="debench-calibrate-") as tmp:
         for i, m in enumerate(models, 1):
+            if m in done:
+                continue
             t0 = time.perf_counter()
             try:
                 row = calibrate_model(m, setups[m], runtime, device_str, threads, steps, warmup, Path(tmp),
-                                      count_flops, max_step_s)
-                msg = (f"{row['median_img_s']:10.1f} img/s  batch {row['batch_size']:4d}  {row['loop']:16s}"
+                                      count_flops, max_step_s, max_batch)
+                msg = (f"{row['median_img_s']:10.1f} img/s  batch {row['timed_batch']:4d}/{row['batch_size']:4d}"
+                       f"  {row['loop']:16s}"
                        f" MFLOP/img {row['flops_per_image'] / 1e6 if row['flops_per_image'] else float('nan'):10.1f}"
                        + (f"  peak {row['peak_memory_mb']:.0f} MB" if row["peak_memory_mb"] else ""))
             except ModuleNotFoundError as exc:  # a package this machine lacks (torchsde on the GPU box)
