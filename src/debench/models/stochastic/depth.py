@@ -13,7 +13,11 @@ expected gate:
   ``b + alpha - b alpha`` in the forward pass and its gradient by ``b + beta - b beta`` in the
   backward pass, ``b ~ Bernoulli(p_l)``, ``alpha ~ U[-1, 1]``, ``beta ~ U[0, 1]``, one draw per
   image; test time uses ``E[b + alpha - b alpha] = p_l``. ``p_l`` decays linearly to ``p_L``
-  (0.5 in the paper).
+  (0.5 in the paper). Model arg ``level``: ``image`` (default: ``b`` drawn per image) or ``batch``
+  (one ``b`` per mini-batch, ``alpha`` and ``beta`` still per image), the reimplementation
+  owruby/shake-drop_pytorch@4ef1884 ``models/shakedrop.py`` (whose README names the authors' Torch
+  code github.com/imenurok/ShakeDrop; only that repository's README is stored, so which level the
+  paper's tables used was not read from code).
 - **dropout** inside the residual branch (conv-BN-ReLU-dropout-conv-BN, as in wide ResNets),
   the baseline regularizer these are compared with.
 """
@@ -81,13 +85,17 @@ class StochasticDepthBlock(nn.Module):
         return f"survival={self.survival:.4f}"
 
 
+SHAKEDROP_LEVELS = ("image", "batch")
+
+
 class ShakeDropGate(torch.autograd.Function):
     """Multiply by ``b + alpha - b alpha`` forward and by ``b + beta - b beta`` backward."""
 
     @staticmethod
-    def forward(ctx, h: torch.Tensor, survival: float) -> torch.Tensor:
+    def forward(ctx, h: torch.Tensor, survival: float, batch_level: bool = False) -> torch.Tensor:
         shape = (h.shape[0],) + (1,) * (h.dim() - 1)
-        b = torch.bernoulli(torch.full(shape, survival, device=h.device, dtype=h.dtype))
+        b_shape = (1,) * h.dim() if batch_level else shape  # one gate per mini-batch, or per image
+        b = torch.bernoulli(torch.full(b_shape, survival, device=h.device, dtype=h.dtype)).expand(shape)
         alpha = torch.empty(shape, device=h.device, dtype=h.dtype).uniform_(-1.0, 1.0)
         ctx.save_for_backward(b)
         return h * (b + alpha - b * alpha)
@@ -96,19 +104,21 @@ class ShakeDropGate(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor):
         (b,) = ctx.saved_tensors
         beta = torch.rand_like(b)
-        return grad * (b + beta - b * beta), None
+        return grad * (b + beta - b * beta), None, None
 
 
 class ShakeDropBlock(nn.Module):
     """``relu(shortcut(x) + gate * f(x))`` with the ShakeDrop gate; ``gate -> p`` in eval."""
 
-    def __init__(self, branch: nn.Module, shortcut: nn.Module, survival: float):
+    def __init__(self, branch: nn.Module, shortcut: nn.Module, survival: float, level: str = "image"):
         super().__init__()
-        self.branch, self.shortcut, self.survival = branch, shortcut, survival
+        if level not in SHAKEDROP_LEVELS:
+            raise ValueError(f"model arg 'level' must be one of {SHAKEDROP_LEVELS}, got {level!r}")
+        self.branch, self.shortcut, self.survival, self.level = branch, shortcut, survival, level
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.branch(x)
-        h = ShakeDropGate.apply(h, self.survival) if self.training else self.survival * h
+        h = ShakeDropGate.apply(h, self.survival, self.level == "batch") if self.training else self.survival * h
         return F.relu(self.shortcut(x) + h)
 
     def extra_repr(self) -> str:
@@ -150,11 +160,12 @@ def stochastic_depth_resnet(depth: int, num_classes: int = 10, in_channels: int 
 
 
 def shakedrop_resnet(depth: int, num_classes: int = 10, in_channels: int = 3,
-                     p_last: float = 0.5) -> CifarResNet:
-    """CIFAR ResNet-``depth`` with ShakeDrop gates (linear decay of ``p_l`` to ``p_last``)."""
+                     p_last: float = 0.5, level: str = "image") -> CifarResNet:
+    """CIFAR ResNet-``depth`` with ShakeDrop gates (linear decay of ``p_l`` to ``p_last``; ``level``:
+    a Bernoulli gate per ``image`` or per ``batch``)."""
 
     def block(i, o, s, idx, total):
-        return ShakeDropBlock(BasicBranch(i, o, s), ShortcutA(i, o, s), linear_survival(idx, total, p_last))
+        return ShakeDropBlock(BasicBranch(i, o, s), ShortcutA(i, o, s), linear_survival(idx, total, p_last), level)
 
     return CifarResNet(depth, num_classes, in_channels, block=block)
 
@@ -193,10 +204,11 @@ for _d in (20, 56, 110, 1202):
 
 @register_model("shakedrop_resnet110", family="stochastic", paper=YAMADA19,
                 scheme="forward Euler with random step sizes (ShakeDrop gate)", evals_per_forward=54,
-                reference=[], p_last=0.5)
-def shakedrop_resnet110(num_classes: int = 10, in_channels: int = 3, p_last: float = 0.5) -> nn.Module:
+                reference=[], p_last=0.5, level="image")
+def shakedrop_resnet110(num_classes: int = 10, in_channels: int = 3, p_last: float = 0.5,
+                        level: str = "image") -> nn.Module:
     """ResNet-110 with ShakeDrop (the paper's own tables use PyramidNet; no row in the reference CSV)."""
-    return shakedrop_resnet(110, num_classes, in_channels, p_last)
+    return shakedrop_resnet(110, num_classes, in_channels, p_last, level)
 
 
 @register_model("dropout_resnet110", family="stochastic", paper=SRIVASTAVA14,
