@@ -12,8 +12,9 @@ Each measurement is a fresh process, timed from outside, median of ``--repeats``
   runs it (leaving with ``os._exit`` once its outputs are durable) and with the interpreter's
   normal teardown (``sys.exit(main(...))``);
 * the same job with MLflow, handed by ``debench train`` to a preloaded fork server
-  (``debench.forkserver``, what a local Snakemake run does), which is started once before the
-  repeats and warmed up by one untimed job.
+  (``debench.forkserver``, what a local Snakemake run of the smoke preset does), which is started
+  once before the repeats and warmed up by one untimed job; the benchmark fails if the server
+  declined any of them (a declined job runs in its own process, and would be timed as a fork).
 
 Variants run alternately within each repeat, so machine load hits all of them alike.
 """
@@ -102,6 +103,10 @@ def main() -> None:
                 shutil.rmtree(work / "ckpt", ignore_errors=True)  # every job trains from scratch
                 times[name].append(timed(cmd, fork_env if name == fork else None))
             print(f"repeat {r + 1}/{args.repeats} done", file=sys.stderr)
+        forked = (work / "fork_server.log").read_text().count(": debench train")
+        if forked != args.repeats + 1:  # a declined job runs in its own process: its time is no fork's
+            raise SystemExit(f"only {forked} of {args.repeats + 1} fork-server jobs were forked:\n"
+                             + (work / "fork_server.log").read_text()[-2000:])
         print(f"{args.model}, smoke-preset job (batch 16, 8 steps), 1 thread; median of {args.repeats} "
               "alternated repeats, seconds of wall time per process")
         for name, ts in times.items():
