@@ -14,18 +14,9 @@ import pytest
 import torch
 
 from debench.models.stochastic import samplers as S
-from debench.models.stochastic.diffusion_sdes import bcast, make_sde
+from debench.models.stochastic.diffusion_sdes import make_sde
 from debench.registry import create_model, merged_model_args
-
-MEAN = torch.tensor([1.0, -0.5], dtype=torch.float64)
-STD = 0.5
-
-
-def gaussian_score(sde):
-    def score(x, t):
-        a, s = (bcast(c, x) for c in sde.marginal(t))
-        return -(x - a * MEAN.to(x)) / (a * a * STD**2 + s * s)
-    return score
+from tests.test_stochastic_numerics import MEAN, STD, gaussian_score
 
 
 def test_reverse_diffusion_step_by_hand():

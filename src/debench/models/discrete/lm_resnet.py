@@ -15,6 +15,17 @@ This is a deliberate variant of the authors' network, documented in docs/models/
 ("Deliberate difference, named here"): the official ``MResNet`` is pre-activation, has no BN
 in its stem and gates the LM term with a ``pretrain`` flag whose schedule was not found.
 
+``mresnet20/32/44/56/110`` (issue 27) rebuild the authors' ``MResNet`` (2prime/LM-ResNet@ff49654,
+``MResNet.py``; :class:`AuthorsLMResNet`): 3x3 stem conv without BN or ReLU, pre-activation
+blocks with no ReLU after the update, BN-ReLU-1x1-conv projections at the two stage transitions
+(a plain residual step there), a final BN-ReLU, and ``u_{n+1} = f(u_n) + k u_n + (1 - k) u_{n-1}``
+with ``k`` in U[1.0, 1.1] for the other blocks. Model arg ``lm`` (True) is the negation of the
+authors' ``pretrain`` flag; their ``cifar10_training.ipynb`` builds ``MResNet20()`` with
+``pretrain=True`` and never calls ``change_state()``, so the notebook trains with the LM term off;
+when to switch it on is not in the repository. Parameters (10 classes) 272,384 for ``mresnet20``:
+the authors' 273,475 less what their module allocates but never uses (the stem BN, 32; the
+bottleneck-only ``downsample1``, 1,056; the ``k`` of the first and the two transition blocks, 3).
+
 ``lm_resnet56_sd``/``lm_resnet110_sd`` add stochastic depth: block ``i`` of ``L`` is dropped in
 training with probability ``0.5 * i / (L - 1)`` and its ``f`` scaled by ``1 / (1 - p)`` when kept.
 """
@@ -90,5 +101,79 @@ def _register(depth: int, sd: bool) -> None:
 
 for _depth in (20, 32, 44, 56, 110):
     _register(_depth, sd=False)
+
+
+# ------------------------------------------------------------------ the authors' MResNet (issue 27)
+
+class PreActBranch(nn.Sequential):
+    """BN-ReLU-conv3x3(stride)-BN-ReLU-conv3x3, convs without bias (the authors' ``BasicBlock``)."""
+
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__(nn.BatchNorm2d(cin), nn.ReLU(), nn.Conv2d(cin, cout, 3, stride, 1, bias=False),
+                         nn.BatchNorm2d(cout), nn.ReLU(), nn.Conv2d(cout, cout, 3, 1, 1, bias=False))
+
+
+class AuthorsLMResNet(nn.Module):
+    """The authors' ``MResNet`` with basic blocks (see the module docstring).
+
+    Args:
+        depth: 6n + 2.
+        num_classes, in_channels: head and stem sizes.
+        lm: apply the LM term (the authors' ``pretrain=False``); False is their plain
+            pre-activation ResNet (``pretrain=True``).
+    """
+
+    def __init__(self, depth: int, num_classes: int = 10, in_channels: int = 3, lm: bool = True):
+        super().__init__()
+        n = (depth - 2) // 6
+        self.lm = bool(lm)
+        self.stem = nn.Conv2d(in_channels, 16, 3, 1, 1, bias=False)
+        self.blocks, self.projections, ks = nn.ModuleList(), nn.ModuleDict(), []
+        cin = 16
+        for s, planes in enumerate((16, 32, 64)):
+            for j in range(n):
+                stride = 2 if s and j == 0 else 1
+                self.blocks.append(PreActBranch(cin, planes, stride))
+                if cin != planes:  # the authors' downsample21 / downsample31
+                    self.projections[str(len(self.blocks) - 1)] = nn.Sequential(
+                        nn.BatchNorm2d(cin), nn.ReLU(), nn.Conv2d(cin, planes, 1, stride, bias=False))
+                cin = planes
+        self.lm_blocks = [i for i in range(1, len(self.blocks)) if str(i) not in self.projections]
+        self.ks = nn.ParameterList(nn.Parameter(torch.empty(1).uniform_(1.0, 1.1)) for _ in self.lm_blocks)
+        self.final = nn.Sequential(nn.BatchNorm2d(64), nn.ReLU())
+        self.head = nn.Linear(64, num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):  # the authors' normal(0, sqrt(2 / (k^2 out)))
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        u = self.stem(x)
+        u, u_prev = self.blocks[0](u) + u, u
+        k_of = dict(zip(self.lm_blocks, self.ks))
+        for i in range(1, len(self.blocks)):
+            f = self.blocks[i](u)
+            if str(i) in self.projections:
+                residual = self.projections[str(i)](u)
+                u, u_prev = f + residual, residual
+            elif self.lm:
+                k = k_of[i]
+                u, u_prev = f + k * u + (1 - k) * u_prev, u
+            else:
+                u, u_prev = f + u, u
+        u = self.final(u)
+        return self.head(torch.flatten(F.adaptive_avg_pool2d(u, 1), 1))
+
+
+def _register_authors(depth: int) -> None:
+    @register_model(f"mresnet{depth}", family="discrete", paper=LU18 + "; the authors' MResNet (2prime/LM-ResNet)",
+                    scheme="linear multistep (2-step)", evals_per_forward=3 * ((depth - 2) // 6), lm=True)
+    def factory(num_classes: int = 10, in_channels: int = 3, lm: bool = True) -> nn.Module:
+        return AuthorsLMResNet(depth, num_classes, in_channels, lm)
+
+    factory.__doc__ = f"The authors' MResNet-{depth} (pre-activation LM-ResNet; lm=False: their pretrain mode)."
+
+
+for _depth in (20, 32, 44, 56, 110):
+    _register_authors(_depth)
 for _depth in (56, 110):
     _register(_depth, sd=True)

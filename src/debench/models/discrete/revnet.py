@@ -53,16 +53,21 @@ CONFIGS = {  # depth: (units per stage, filters [stem, stage1, stage2, stage3], 
 }
 
 
-def residual_fn(cin: int, cout: int, stride: int = 1, bottleneck: bool = False, preact: bool = True) -> nn.Sequential:
-    """Pre-activation residual function on one half of the state."""
-    convs = [(cin, cout // 4, 1, stride), (cout // 4, cout // 4, 3, 1), (cout // 4, cout, 1, 1)] \
-        if bottleneck else [(cin, cout, 3, stride), (cout, cout, 3, 1)]
+def preact_convs(convs: list[tuple[int, int, int, int]], preact: bool) -> nn.Sequential:
+    """``[BN-ReLU]-conv`` then ``BN-ReLU-conv`` per further ``(in, out, kernel, stride)``; bias-free convs."""
     layers: list[nn.Module] = []
     for j, (i, o, k, s) in enumerate(convs):
         if j or preact:
             layers += [nn.BatchNorm2d(i), nn.ReLU(inplace=j > 0)]
         layers.append(nn.Conv2d(i, o, k, s, k // 2, bias=False))
     return nn.Sequential(*layers)
+
+
+def residual_fn(cin: int, cout: int, stride: int = 1, bottleneck: bool = False, preact: bool = True) -> nn.Sequential:
+    """Pre-activation residual function on one half of the state (revnet-public: the first 1x1 strides)."""
+    convs = [(cin, cout // 4, 1, stride), (cout // 4, cout // 4, 3, 1), (cout // 4, cout, 1, 1)] \
+        if bottleneck else [(cin, cout, 3, stride), (cout, cout, 3, 1)]
+    return preact_convs(convs, preact)
 
 
 class DownsampleUnit(nn.Module):
@@ -158,12 +163,7 @@ def memcnn_branch(cin: int, planes: int, stride: int, bottleneck: bool, preact: 
     """
     convs = [(cin, planes, 1, 1), (planes, planes, 3, stride), (planes, 4 * planes, 1, 1)] if bottleneck \
         else [(cin, planes, 3, stride), (planes, planes, 3, 1)]
-    layers: list[nn.Module] = []
-    for j, (i, o, k, s) in enumerate(convs):
-        if j or preact:
-            layers += [nn.BatchNorm2d(i), nn.ReLU(inplace=j > 0)]
-        layers.append(nn.Conv2d(i, o, k, s, k // 2, bias=False))
-    return nn.Sequential(*layers)
+    return preact_convs(convs, preact)
 
 
 class MemcnnBlock(nn.Module):
