@@ -16,19 +16,19 @@ def _spec(arg: str) -> dict:
     return json.loads(arg)
 
 
-def _hold_gpu_slot(spec: dict, mode: str, lock_dir: str | None):
+def _hold_gpu_slot(spec: dict, mode: str, lock_dir: str | None, units: int = 1):
     """``--gpu-slots auto``: lock a free GPU of this host for the process (before CUDA starts)."""
     if mode == "off" or str(spec.get("runtime", {}).get("device", "auto")) == "cpu":
         return None
     from debench.gpu_slots import acquire
 
     jobs = spec.get("runtime", {}).get("jobs_per_gpu", 1)
-    return acquire(lock_dir=Path(lock_dir) if lock_dir else None, jobs_per_gpu=jobs)
+    return acquire(lock_dir=Path(lock_dir) if lock_dir else None, jobs_per_gpu=jobs, units=units)
 
 
 def cmd_train(a: argparse.Namespace) -> int:
     spec = _spec(a.spec)
-    slot = _hold_gpu_slot(spec, a.gpu_slots, a.gpu_lock_dir)  # held until this process exits
+    slot = _hold_gpu_slot(spec, a.gpu_slots, a.gpu_lock_dir, a.gpu_units)  # held until this process exits
     if spec.get("kind") == "measure":  # an experiment of kind measure (debench.measurement)
         from debench.measurement import measure as train
     else:
@@ -46,7 +46,18 @@ def cmd_train(a: argparse.Namespace) -> int:
                 "MLflow store %s was unreachable at `track init`: this run is not tracked live; "
                 "metrics.json is complete; upload later with `debench track sync`", init.get("tracking_uri"))
             tracking["enabled"] = False
-    record = train(spec)
+    try:
+        record = train(spec)
+    except Exception as exc:
+        if type(exc).__name__ != "OutOfMemoryError":  # torch.cuda.OutOfMemoryError, without importing torch here
+            raise
+        jobs = spec.get("runtime", {}).get("jobs_per_gpu", 1)
+        print(f"debench train: out of GPU memory: model {spec['model']}, batch size "
+              f"{spec.get('protocol', {}).get('batch_size', '?')}, experiment {spec['experiment']}, "
+              f"runtime.jobs_per_gpu {jobs} ({a.gpu_units} of its slots held on GPU "
+              f"{slot.device if slot else '?'}); Snakemake retries it alone on a GPU when jobs_per_gpu > 1, "
+              "else lower the batch size or use a larger card", file=sys.stderr)
+        return 3
     key = record["metric"]
     print(f"{record['model']} {record['dataset']} seed {record['seed']}: status {record['status']}, "
           f"{key} {record.get(key)}" + (f", GPU {slot.device}" if slot else ""), file=sys.stderr)
@@ -178,14 +189,22 @@ def cmd_merge_runs(a: argparse.Namespace) -> int:
 
 def cmd_plan(a: argparse.Namespace) -> int:
     from debench.config import load_config
-    from debench.plan import format_plan, load_measurements, measurement_runs, plan
+    from debench.plan import format_plan, load_measurements, measurement_runs, plan, scaling_error
+    from debench.status import find_config
 
-    config = load_config(Path(a.configfile))
-    rows = plan(config, load_measurements(Path(a.measurements)))
+    path = find_config(a.config or a.configfile)
+    config = load_config(path)
+    measurements = load_measurements(Path(a.measurements))
+    rows = plan(config, measurements)
     n_measure = measurement_runs(config)
-    print(f"plan for {a.configfile} (preset {config['preset']}): {sum(r['runs'] for r in rows)} training runs"
+    print(f"plan for {path} (preset {config['preset']}): {sum(r['runs'] for r in rows)} training runs"
           + (f", and {n_measure} measurement runs (kind: measure; no training, not estimated)" if n_measure else ""))
-    print(format_plan(rows))
+    print(format_plan(rows, scaling_error(measurements)))
+    if a.scaling:
+        err = scaling_error(measurements)
+        print("\nFLOP scaling checked on the CPU: predicted / measured time per model (from ResNet-20's)")
+        for model, r in sorted((err or {}).get("ratios", {}).items(), key=lambda kv: kv[1]):
+            print(f"  {model:34s} {r:6.2f}")
     return 0
 
 
@@ -269,6 +288,8 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--gpu-slots", default="off", choices=["auto", "off"],
                    help="auto: hold a free GPU of this host for the run and set CUDA_VISIBLE_DEVICES to it "
                         "(debench.gpu_slots; a no-op without GPUs and inside SLURM jobs)")
+    t.add_argument("--gpu-units", type=int, default=1,
+                   help="slots of one GPU to hold (a model too large to share a GPU runtime.jobs_per_gpu ways)")
     t.add_argument("--gpu-lock-dir", default=None,
                    help="lock folder shared by the jobs of this host (default $DEBENCH_GPU_LOCK_DIR or "
                         "<tmp>/debench-gpu-slots)")
@@ -357,9 +378,11 @@ def main(argv: list[str] | None = None) -> int:
     mr.set_defaults(func=cmd_merge_runs)
 
     pl = sub.add_parser("plan", help="runs, images and estimated device-hours of a config, before any job")
-    pl.add_argument("--configfile", default="config/config.yaml")
+    pl.add_argument("config", nargs="?", default=None, help="the config file, or a preset name found in config/*.yaml")
+    pl.add_argument("--configfile", default="config/config.yaml", help="the config file when none is given")
+    pl.add_argument("--scaling", action="store_true", help="also list the FLOP-scaling check's ratio per model")
     pl.add_argument("--measurements", default="docs/measurements",
-                    help="folder of throughput JSON files (benchmarks/throughput.py --out)")
+                    help="folder of throughput JSON files (benchmarks/throughput.py --out, debench calibrate --out)")
     pl.set_defaults(func=cmd_plan)
 
     ca = sub.add_parser("calibrate", help="time a few training steps of every registered model here (for debench plan)")

@@ -16,6 +16,14 @@ Several jobs per GPU: small CIFAR networks leave a large GPU idle between kernel
 ``jobs_per_gpu=N`` (``runtime.jobs_per_gpu`` in the config) gives every device N slots; a job takes
 a free slot of the least-occupied device, so jobs spread over the GPUs before they share one. With
 ``snakemake --resources gpu=<GPUs x N>`` Snakemake starts that many training jobs at once.
+
+Safe by default (:func:`schedule`): a local workflow whose ``runtime.device`` is ``cuda``, or
+``auto`` on a host with a GPU, registers the Snakemake resource ``gpu = GPUs x jobs_per_gpu`` itself
+and gives every training job ``gpu`` units, so ``snakemake --cores all`` never runs more training
+jobs than slots, whatever the core count. With ``jobs_per_gpu > 1`` a model whose measured peak
+GPU memory (``peak_memory_mb`` of a GPU row in ``docs/measurements/*.json``, ``debench calibrate
+--device cuda``) leaves room for fewer than N copies takes several units, and locks as many slots
+of one device. Tests fake the host with ``DEBENCH_GPU_IDS`` and ``DEBENCH_GPU_MEM_MB``.
 """
 
 from __future__ import annotations
@@ -34,6 +42,8 @@ log = logging.getLogger("debench.gpu_slots")
 
 ENV_IDS = "DEBENCH_GPU_IDS"
 ENV_LOCK_DIR = "DEBENCH_GPU_LOCK_DIR"
+ENV_MEM = "DEBENCH_GPU_MEM_MB"  # memory of each GPU, MiB: how the tests fake a card
+HEADROOM = 0.9  # share of a card's memory packed jobs may plan to use together
 
 
 @dataclass
@@ -63,24 +73,143 @@ def device_ids() -> list[str]:
         value = os.environ.get(env)
         if value is not None and value.strip() not in ("", "-1", "NoDevFiles"):
             return [d.strip() for d in value.split(",") if d.strip()]
+    return [str(i) for i in range(_hardware_count())]
+
+
+def _hardware_count() -> int:
+    """GPUs the driver shows (``nvidia-smi -L``, else ``torch.cuda.device_count()``); 0 without any."""
     if shutil.which("nvidia-smi"):
         try:
             out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30)
-            n = sum(line.startswith("GPU ") for line in out.stdout.splitlines())
             if out.returncode == 0:
-                return [str(i) for i in range(n)]
+                return sum(line.startswith("GPU ") for line in out.stdout.splitlines())
         except (OSError, subprocess.SubprocessError):
             pass
     try:
         import torch
 
-        return [str(i) for i in range(torch.cuda.device_count())]
+        return torch.cuda.device_count()
     except Exception:  # no torch, or a broken driver: no GPU
+        return 0
+
+
+def visible_gpus() -> list[str]:
+    """The GPUs a local workflow schedules training jobs on.
+
+    ``DEBENCH_GPU_IDS`` when set (a user's choice, or a test faking a GPU host); else, on a host
+    whose driver shows GPUs, those ``CUDA_VISIBLE_DEVICES`` leaves visible (all without it); else
+    none, also when ``CUDA_VISIBLE_DEVICES`` is set on a host without a GPU.
+    """
+    if os.environ.get(ENV_IDS) is not None:
+        return device_ids()
+    n = _hardware_count()
+    if n == 0:
         return []
+    value = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if value is not None:
+        return [] if value.strip() in ("", "-1", "NoDevFiles") else [d.strip() for d in value.split(",") if d.strip()]
+    return [str(i) for i in range(n)]
+
+
+def gpu_memory_mb() -> float | None:
+    """The smallest visible card's memory in MiB (``DEBENCH_GPU_MEM_MB`` in tests); None if unknown."""
+    if os.environ.get(ENV_MEM):
+        return float(os.environ[ENV_MEM])
+    if shutil.which("nvidia-smi"):
+        try:
+            out = subprocess.run(["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
+                                 capture_output=True, text=True, timeout=30)
+            sizes = [float(v) for v in out.stdout.split()] if out.returncode == 0 else []
+            if sizes:
+                return min(sizes)
+        except (OSError, subprocess.SubprocessError, ValueError):
+            pass
+    return None
+
+
+def measured_peaks(folder: Path = Path("docs/measurements")) -> dict[str, float]:
+    """Each model's largest measured peak GPU memory (MiB) over the GPU rows of ``folder/*.json``."""
+    import json
+
+    peaks: dict[str, float] = {}
+    for path in sorted(Path(folder).glob("*.json")) if Path(folder).is_dir() else []:
+        try:
+            rows = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        for r in rows if isinstance(rows, list) else []:
+            if isinstance(r, dict) and r.get("peak_memory_mb") and not str(r.get("device", "")).startswith("CPU"):
+                peaks[r["model"]] = max(peaks.get(r["model"], 0.0), float(r["peak_memory_mb"]))
+    return peaks
+
+
+def units_for(jobs_per_gpu: int, gpu_mb: float | None, peak_mb: float | None) -> int:
+    """Slots of one GPU a training job takes: 1, or more when its measured peak memory leaves room
+    for fewer than ``jobs_per_gpu`` copies (``HEADROOM`` of the card); 1 when either is unknown."""
+    if jobs_per_gpu <= 1 or not gpu_mb or not peak_mb:
+        return 1
+    fit = max(1, min(jobs_per_gpu, int(HEADROOM * gpu_mb // peak_mb)))
+    return -(-jobs_per_gpu // fit)
+
+
+@dataclass
+class Schedule:
+    """How a local workflow shares this host's GPUs among training jobs (see :func:`schedule`)."""
+
+    gpus: list[str]
+    jobs_per_gpu: int
+    gpu_mb: float | None
+    peaks: dict[str, float]
+
+    @property
+    def slots(self) -> int:
+        """The Snakemake resource ``gpu``: GPUs x jobs per GPU (0: a CPU run)."""
+        return len(self.gpus) * self.jobs_per_gpu
+
+    def units(self, model: str, attempt: int = 1) -> int:
+        """Slots one training job of ``model`` takes; a retry (after an out-of-memory) takes a GPU alone."""
+        if not self.slots:
+            return 0
+        if attempt > 1:
+            return self.jobs_per_gpu
+        return units_for(self.jobs_per_gpu, self.gpu_mb, self.peaks.get(model))
+
+    def describe(self) -> str:
+        """The line a user sees when the workflow starts (a dry run too)."""
+        if not self.slots:
+            return "debench: training on the CPU (no GPU in use); jobs share --cores"
+        share = ("one training job per GPU at a time" if self.jobs_per_gpu == 1 else
+                 f"up to {self.jobs_per_gpu} training jobs per GPU (runtime.jobs_per_gpu), fewer for a model "
+                 f"whose measured peak memory does not fit {self.jobs_per_gpu} times"
+                 + (f" in {self.gpu_mb:.0f} MiB" if self.gpu_mb else " (card memory unknown: not limited)")
+                 + "; a job that runs out of memory is retried alone")
+        return (f"debench: {len(self.gpus)} GPU(s) ({','.join(self.gpus)}): {share}, each on its own device "
+                f"(Snakemake resource gpu={self.slots}; runtime.jobs_per_gpu: N packs N)")
+
+
+def schedule(runtime: dict, local: bool = True, measurements: Path = Path("docs/measurements")) -> Schedule:
+    """The GPU schedule of a workflow: none on the CPU, under a cluster executor, or without a GPU.
+
+    Args:
+        runtime: the config's ``runtime`` block (``device``, ``jobs_per_gpu``).
+        local: whether Snakemake runs the jobs on this host.
+        measurements: where measured peak GPU memory is read (``jobs_per_gpu > 1`` only).
+    """
+    jobs = runtime.get("jobs_per_gpu", 1)
+    if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
+        raise ValueError(f"runtime.jobs_per_gpu must be a positive integer, got {jobs!r}")
+    device = str(runtime.get("device", "auto"))
+    if not local or device == "cpu" or not (device == "auto" or device.startswith("cuda")):
+        return Schedule([], jobs, None, {})
+    gpus = visible_gpus()
+    if not gpus:
+        return Schedule([], jobs, None, {})
+    packed = jobs > 1
+    return Schedule(gpus, jobs, gpu_memory_mb() if packed else None, measured_peaks(measurements) if packed else {})
 
 
 def acquire(ids: list[str] | None = None, lock_dir: Path | None = None, poll_s: float = 2.0,
-            timeout_s: float | None = None, jobs_per_gpu: int = 1) -> GpuSlot | None:
+            timeout_s: float | None = None, jobs_per_gpu: int = 1, units: int = 1) -> GpuSlot | None:
     """Hold the lowest free GPU and make it the only visible one for this process.
 
     Call it before anything initialises CUDA. Waits while every slot is held (another workflow on
@@ -94,6 +223,7 @@ def acquire(ids: list[str] | None = None, lock_dir: Path | None = None, poll_s: 
         timeout_s: give up after this long (None: wait as long as it takes).
         jobs_per_gpu: slots per device; a job takes a free slot on the device with the fewest
             held slots (lowest id first among equals).
+        units: slots to hold on one device (a model too large to share a GPU ``jobs_per_gpu`` ways).
 
     Returns:
         The held slot (keep a reference for the job's lifetime), or None when there is no GPU or
@@ -115,7 +245,7 @@ def acquire(ids: list[str] | None = None, lock_dir: Path | None = None, poll_s: 
     lock_dir.mkdir(parents=True, exist_ok=True)
     start, waited = time.monotonic(), False
     while True:
-        slot = _take_least_busy(ids, lock_dir, jobs_per_gpu)
+        slot = _take_least_busy(ids, lock_dir, jobs_per_gpu, max(1, min(units, jobs_per_gpu)))
         if slot is not None:
             os.environ["CUDA_VISIBLE_DEVICES"] = slot.device
             log.info("GPU slot %s of %s held (lock %s)", slot.device, ",".join(ids), slot.path)
@@ -147,11 +277,12 @@ def _held(path: Path) -> bool:
     return False
 
 
-def _take_least_busy(ids: list[str], lock_dir: Path, jobs_per_gpu: int) -> GpuSlot | None:
-    """Lock one free slot on the device with the fewest held slots, or None if all are held."""
+def _take_least_busy(ids: list[str], lock_dir: Path, jobs_per_gpu: int, units: int = 1) -> GpuSlot | None:
+    """Lock ``units`` free slots of the device with the fewest held slots, or None if none has as many."""
     busy = {d: sum(_held(_lock_path(lock_dir, d, k)) for k in range(jobs_per_gpu)) if jobs_per_gpu > 1 else 0
             for d in ids}
     for device in sorted(ids, key=lambda d: busy[d]):  # stable: lowest id first among equals
+        held: list[tuple[Path, int]] = []
         for k in range(jobs_per_gpu):
             path = _lock_path(lock_dir, device, k)
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
@@ -162,5 +293,15 @@ def _take_least_busy(ids: list[str], lock_dir: Path, jobs_per_gpu: int) -> GpuSl
                 continue
             os.ftruncate(fd, 0)
             os.write(fd, f"{os.getpid()}\n".encode())  # who holds it, for a human looking
-            return GpuSlot(device, path, fd)
+            held.append((path, fd))
+            if len(held) == units:
+                for _, extra in held[1:]:
+                    _EXTRA_FDS.append(extra)  # held (and released) with the process, like the first
+                return GpuSlot(device, *held[0])
+        for _, fd in held:  # not enough free slots here: give them back, try the next device
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
     return None
+
+
+_EXTRA_FDS: list[int] = []

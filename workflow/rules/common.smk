@@ -6,6 +6,7 @@ from pathlib import Path
 from snakemake.utils import validate
 
 from debench import forkserver
+from debench.gpu_slots import schedule as gpu_schedule
 from debench.config import (
     check_config,
     data_dir,
@@ -139,8 +140,29 @@ def train_threads(wildcards):
     return config["runtime"].get("threads", 1)
 
 
+# safe by default (debench.gpu_slots.schedule): with runtime.device cuda, or auto on a GPU host, a
+# local run registers the resource gpu = GPUs x runtime.jobs_per_gpu itself (unless --resources gpu=
+# names it) and each training job takes its units of it, so `snakemake --cores all` never packs more
+# jobs onto a GPU than asked; the CPU, and a cluster executor, are unchanged
+GPU_SCHEDULE = gpu_schedule(config["runtime"], local=workflow.local_exec)
+if GPU_SCHEDULE.slots:
+    if "gpu" not in workflow.global_resources:
+        workflow.register_resource("gpu", GPU_SCHEDULE.slots)
+    print(GPU_SCHEDULE.describe(), file=sys.stderr)
+
+
+def train_gpu(wildcards, attempt):
+    """GPU slots one training job takes (0 on the CPU); a retry after running out of memory runs alone."""
+    return GPU_SCHEDULE.units(wildcards.model, attempt)
+
+
+def train_retries():
+    """Packed jobs (jobs_per_gpu > 1) get one retry, alone on a GPU, for an out-of-memory failure."""
+    return 1 if GPU_SCHEDULE.slots and GPU_SCHEDULE.jobs_per_gpu > 1 else 0
+
+
 def gpu_slots(wildcards, resources):
-    """'auto' when the job asked for a GPU (a profile's train:gpu=1): each job then locks its own."""
+    """'auto' when the job holds GPU slots (the default on a GPU host, or a profile's train:gpu=1)."""
     return "auto" if getattr(resources, "gpu", 0) else "off"
 
 

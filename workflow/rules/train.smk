@@ -29,15 +29,16 @@ rule train:
         f"{RESULTS}/logs/train/{{experiment}}/{{dataset}}/{{model}}/seed{{seed}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/train/{{experiment}}/{{dataset}}/{{model}}/seed{{seed}}.tsv"
+    retries: train_retries()
     conda:
         "../../environment.yml"
     threads: train_threads
     resources:
-        gpu=0,
+        gpu=train_gpu,
     params:
         identity=train_identity,
         spec=train_spec,
         gpu_slots=gpu_slots,
     shell:
         "debench train --spec {params.spec:q} --tracking-ids {input.tracking}"
-        " --threads {threads} --gpu-slots {params.gpu_slots} > {log} 2>&1"
+        " --threads {threads} --gpu-slots {params.gpu_slots} --gpu-units {resources.gpu} > {log} 2>&1"
