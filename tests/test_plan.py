@@ -67,8 +67,56 @@ def test_hours_are_images_over_measured_throughput_and_unmeasured_models_stay_un
     r32 = by[("iters", "resnet32")]
     assert r32["machines"]["GPU-X"]["hours"] is None and r32["machines"]["CPU x2 threads"]["hours"] is None
     text = format_plan(rows)
-    assert "+3 unknown" in text and "resnet32" in text.split("never measured on at least one machine")[1]
-    assert "resnet20 (bf16+cudagraphs) from docs/measurements/b.json" in text
+    assert "+3 unknown" in text and "unknown on at least one machine (1 models): resnet32" in text
+    assert "GPU-X: 1 models measured (b.json), 0 scaled" in text
+
+
+def _with_flops(tmp: Path) -> Path:
+    """CPU calibration rows with FLOPs (debench calibrate's format) beside _measurements'."""
+    folder = _measurements(tmp)
+    cpu = [{"model": "resnet20", "loop": "fp32", "device": "CPU x2 threads", "median_img_s": 500.0,
+            "flops_per_image": 1.0e8},
+           {"model": "resnet32", "loop": "fp32", "device": "CPU x2 threads", "median_img_s": 200.0,
+            "flops_per_image": 2.0e8},
+           {"model": "resnet44", "loop": "fp32", "device": "CPU x2 threads", "median_img_s": 50.0,
+            "flops_per_image": 4.0e8},
+           {"model": "resnet56", "error": "RuntimeError: out of memory", "device": "CPU x2 threads"}]
+    (folder / "calibration_cpu.json").write_text(json.dumps(cpu))
+    return folder
+
+
+def test_unmeasured_models_are_scaled_by_flops_and_marked_with_the_cpu_error(tmp_path):
+    from debench.config import load_config
+
+    from debench.plan import scaling_error
+
+    meas = load_measurements(_with_flops(tmp_path))
+    err = scaling_error(meas)
+    # predicted img/s: resnet32 500 x 1/2 = 250 (measured 200: predicted/measured time 0.8);
+    # resnet44 500 x 1/4 = 125 (measured 50: 0.4)
+    assert err["n"] == 2 and err["ratios"] == pytest.approx({"resnet32": 0.8, "resnet44": 0.4})
+    assert err["median"] == pytest.approx(0.6) and err["worst"] == pytest.approx(0.4)
+    assert err["worst_model"] == "resnet44" and err["factor"] == pytest.approx(2.5)
+    rows = plan(load_config(_config(tmp_path)), meas)
+    r32 = {(r["experiment"], r["model"]): r for r in rows}[("iters", "resnet32")]
+    gpu, cpu = r32["machines"]["GPU-X"], r32["machines"]["CPU x2 threads"]
+    assert gpu["how"] == "scaled" and gpu["hours"] == pytest.approx(3 * 64000 * 128 / (16000 / 2) / 3600)
+    assert cpu["how"] == "measured" and cpu["hours"] == pytest.approx(3 * 64000 * 128 / 200 / 3600)
+    text = format_plan(rows, err)
+    assert "scaled x/2.5)" in text and "unknown on at least one machine (0 models): none" in text
+    assert "worst 0.40 (resnet44) over 2 models" in text
+
+
+def test_plan_takes_a_preset_name(tmp_path):
+    (tmp_path / "config").mkdir()
+    _config(tmp_path).rename(tmp_path / "config" / "plan.yaml")
+    out = subprocess.run([sys.executable, "-m", "debench.cli", "plan", "plantest", "--measurements",
+                          str(_measurements(tmp_path))], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "plan for config/plan.yaml (preset plantest): 9 training runs" in out.stdout
+    bad = subprocess.run([sys.executable, "-m", "debench.cli", "plan", "nopreset"], capture_output=True,
+                         text=True, cwd=tmp_path)
+    assert bad.returncode == 2 and "nopreset" in bad.stderr
 
 
 def test_cli_prints_the_plan_and_names_a_missing_measurements_folder(tmp_path):

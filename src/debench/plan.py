@@ -3,10 +3,16 @@
 For every run the configuration asks for (experiment x dataset x model x seed), the number of
 training images it processes follows from its resolved protocol (``iterations x batch_size``, or
 ``epochs x`` the train split less its validation share). Dividing by a *measured* training
-throughput gives hours on each machine that has a measurement for that model under the same
-training loop (precision and compile mode) in ``docs/measurements/*.json`` (the files
-``benchmarks/throughput.py --out`` writes). A model never measured on a machine is counted as
-unknown there, never guessed from another model.
+throughput gives hours on each machine class with a measurement for that model under the same
+training loop (precision and compile mode) in ``docs/measurements/*.json``: the files
+``benchmarks/throughput.py --out`` and ``debench calibrate --out`` write (a GPU calibration file
+adds its card as a machine class).
+
+Where a machine has no measurement of a model, its time is *scaled* from ResNet-20's on that
+machine by the ratio of training FLOPs per image (``debench calibrate`` counts them on the CPU with
+``torch.utils.flop_counter``, solver evaluations of continuous-depth models included) and marked as
+scaled, with the error that rule makes on this CPU (predicting every calibrated model's CPU time
+from ResNet-20's: :func:`scaling_error`). "Unknown" remains only where neither exists.
 
 Estimates cover training steps only, one job at a time per device: evaluation, data preparation
 and the per-job start-up (about 4 s on a 2-core CPU, ``docs/measurements/job_overhead_cpu.txt``)
@@ -15,8 +21,10 @@ are not included, and the table says so.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +45,7 @@ class Measurement:
     loop: str
     img_s: float
     source: str
+    flops_per_image: float | None = None
 
 
 def load_measurements(folder: Path) -> list[Measurement]:
@@ -58,12 +67,17 @@ def load_measurements(folder: Path) -> list[Measurement]:
         for r in rows if isinstance(rows, list) else []:
             if isinstance(r, dict) and {"model", "loop", "device", "median_img_s"} <= r.keys():
                 m = Measurement(str(r["device"]), str(r["model"]), str(r["loop"]),
-                                float(r["median_img_s"]), path.name)
+                                float(r["median_img_s"]), path.name,
+                                float(r["flops_per_image"]) if r.get("flops_per_image") else None)
                 key = (m.device, m.model, m.loop)
                 # several files measured the same loop: keep the slowest (an estimate of cost
                 # should not rest on the luckiest run)
-                if key not in found or m.img_s < found[key].img_s:
+                old = found.get(key)
+                if old is None or m.img_s < old.img_s:
                     found[key] = m
+                if old is not None and not found[key].flops_per_image:  # a FLOP count is kept either way
+                    found[key] = dataclasses.replace(found[key], flops_per_image=m.flops_per_image or
+                                                     old.flops_per_image)
     return list(found.values())
 
 
@@ -100,18 +114,88 @@ def images_per_run(config: dict, experiment: str, dataset: str, model: str) -> i
     return p.epochs * int(train * (1 - p.val_fraction))
 
 
+REFERENCE = "resnet20"  # the model other models' times are scaled from
+
+
+def is_cpu(device: str) -> bool:
+    """Whether a measurement's machine class is a CPU (its name starts with ``CPU``)."""
+    return device.startswith("CPU")
+
+
+def flops_per_image(measurements: list[Measurement]) -> dict[str, float]:
+    """Training FLOPs per image of each model, counted on a CPU (``debench calibrate``)."""
+    out: dict[str, float] = {}
+    for m in sorted(measurements, key=lambda m: not is_cpu(m.device)):  # CPU counts first (fp32, eager)
+        if m.flops_per_image and m.model not in out:
+            out[m.model] = m.flops_per_image
+    return out
+
+
+def scaling_error(measurements: list[Measurement], reference: str = REFERENCE) -> dict[str, Any] | None:
+    """How well FLOP scaling predicts time where both are measured: each CPU class's models.
+
+    Every model calibrated on a CPU class (and with FLOPs) gets a predicted throughput
+    ``img_s(reference) x flops(reference) / flops(model)``; the ratio is predicted / measured time
+    (above 1: the rule over-estimates). Returns ``n``, ``median``, ``worst`` (the ratio farthest
+    from 1, either way), ``worst_model``, ``factor`` (``max(worst, 1/worst)``: the figure printed
+    beside scaled hours), ``device`` and ``ratios`` per model; None without a CPU calibration.
+    """
+    flops = flops_per_image(measurements)
+    for device in sorted({m.device for m in measurements if is_cpu(m.device)}):
+        rows = {m.model: m for m in measurements if m.device == device and m.loop == "fp32"}
+        ref = rows.get(reference)
+        if ref is None or reference not in flops:
+            continue
+        ratios = {}
+        for model, m in rows.items():
+            if model == reference or model not in flops:
+                continue
+            predicted_img_s = ref.img_s * flops[reference] / flops[model]
+            ratios[model] = m.img_s / predicted_img_s  # predicted time / measured time
+        if not ratios:
+            continue
+        worst_model = max(ratios, key=lambda k: abs(math.log(ratios[k])))
+        worst = ratios[worst_model]
+        return {"device": device, "n": len(ratios), "median": statistics.median(ratios.values()),
+                "worst": worst, "worst_model": worst_model, "factor": max(worst, 1 / worst),
+                "ratios": dict(sorted(ratios.items()))}
+    return None
+
+
+def _estimate(device: str, model: str, loop: str, index: dict, flops: dict[str, float]
+              ) -> tuple[Measurement | None, str]:
+    """The throughput used for ``model`` on ``device``: measured (same loop), or scaled, or none.
+
+    Returns:
+        (a Measurement whose ``img_s`` is the estimate, how: ``measured``, ``scaled`` or ``unknown``).
+    """
+    m = index.get((device, model, loop))
+    if m is not None:
+        return m, "measured"
+    if model not in flops or REFERENCE not in flops:
+        return None, "unknown"
+    refs = [index.get((device, REFERENCE, lp)) for lp in (loop, "fp32", "bf16", "bf16+cudagraphs")]
+    ref = next((r for r in refs if r is not None), None)
+    if ref is None:
+        return None, "unknown"
+    img_s = ref.img_s * flops[REFERENCE] / flops[model]
+    return Measurement(device, model, ref.loop, img_s, ref.source), "scaled"
+
+
 def plan(config: dict, measurements: list[Measurement]) -> list[dict[str, Any]]:
     """One row per (experiment, dataset, model): runs, images, and hours per measured machine.
 
     Returns:
         Rows with ``experiment``, ``dataset``, ``model``, ``runs``, ``images`` (all seeds) and,
-        per machine, ``hours`` (``None`` where that model was never measured there) and the
-        ``source`` file of the throughput used.
+        per machine, ``hours`` (``None`` where neither measured nor scalable), ``how``
+        (``measured``/``scaled``/``unknown``), the ``source`` file and the ``loop`` of the
+        throughput used.
     """
     from debench.config import expand_runs, run_spec
 
-    machines = sorted({(m.device, "cuda" if not m.device.startswith("CPU") else "cpu") for m in measurements})
+    machines = sorted({(m.device, "cpu" if is_cpu(m.device) else "cuda") for m in measurements})
     index = {(m.device, m.model, m.loop): m for m in measurements}
+    flops = flops_per_image(measurements)
     groups: dict[tuple[str, str, str], int] = {}
     for run in expand_runs(config):
         if config["experiments"][run["experiment"]].get("kind", "train") != "train":
@@ -126,10 +210,11 @@ def plan(config: dict, measurements: list[Measurement]) -> list[dict[str, Any]]:
         row: dict[str, Any] = {"experiment": exp, "dataset": ds, "model": model, "runs": n,
                                "images": None if per_run is None else per_run * n, "machines": {}}
         for device, kind in machines:
-            m = index.get((device, model, training_loop(config.get("runtime", {}), kind, model, timed_with)))
+            loop = training_loop(config.get("runtime", {}), kind, model, timed_with)
+            m, how = _estimate(device, model, loop, index, flops)
             hours = None if m is None or per_run is None else per_run * n / m.img_s / 3600
-            row["machines"][device] = {"hours": hours, "source": m.source if m else None,
-                                       "loop": m.loop if m else None}
+            row["machines"][device] = {"hours": hours, "how": how if hours is not None else "unknown",
+                                       "source": m.source if m else None, "loop": m.loop if m else None}
         rows.append(row)
     return rows
 
@@ -141,12 +226,22 @@ def measurement_runs(config: dict) -> int:
     return sum(config["experiments"][r["experiment"]].get("kind", "train") != "train" for r in expand_runs(config))
 
 
-def format_plan(rows: list[dict[str, Any]]) -> str:
-    """The plan as text: per experiment and in total, with the sources and the unknowns."""
-    machines = sorted({d for r in rows for d in r["machines"]})
-    lines = ["training images only, one job at a time per device; evaluation and per-job start-up "
-             "excluded; 'unknown' = that model was never measured there (no guess)", ""]
-    head = f"{'experiment':<28}{'runs':>6}{'images (M)':>12}" + "".join(f"  {d[:30]:>30}" for d in machines)
+def format_plan(rows: list[dict[str, Any]], error: dict[str, Any] | None = None) -> str:
+    """The plan as text: per experiment and in total, measured and scaled hours, sources, unknowns.
+
+    Args:
+        rows: :func:`plan`'s rows.
+        error: :func:`scaling_error`, printed beside every scaled figure (``x/`` its factor).
+    """
+    machines = sorted({d for r in rows for d in r["machines"]}, key=lambda d: (not is_cpu(d), d))
+    factor = f" x/{error['factor']:.1f}" if error else " (error unknown)"
+    lines = ["training images only, one job at a time per device; evaluation and per-job start-up excluded.",
+             "hours = measured + scaled (scaled: from ResNet-20 on that machine by training FLOPs per image;",
+             f"x/F beside it: the worst error factor of that rule on this CPU"
+             + (f", {error['n']} models, median ratio {error['median']:.2f}" if error else "") + ");",
+             "unknown = neither measured nor scalable there", ""]
+    width = 34
+    head = f"{'experiment':<28}{'runs':>6}{'images (M)':>12}" + "".join(f"  {d[:width]:>{width}}" for d in machines)
     lines += [head, "-" * len(head)]
     by_exp: dict[str, list[dict]] = {}
     for r in rows:
@@ -155,10 +250,16 @@ def format_plan(rows: list[dict[str, Any]]) -> str:
     def cells(group: list[dict]) -> str:
         out = []
         for d in machines:
-            known = [r["machines"][d]["hours"] for r in group if r["machines"][d]["hours"] is not None]
-            unknown = sum(r["runs"] for r in group if r["machines"][d]["hours"] is None)
-            text = f"{sum(known):.2f} h" if known else "-"
-            out.append(f"  {text + (f' +{unknown} unknown' if unknown else ''):>30}")
+            cell = [r["machines"][d] | {"runs": r["runs"]} for r in group]
+            total = sum(c["hours"] for c in cell if c["hours"] is not None)
+            scaled = sum(c["hours"] for c in cell if c["how"] == "scaled")
+            unknown = sum(c["runs"] for c in cell if c["hours"] is None)
+            text = f"{total:.1f} h" if any(c["hours"] is not None for c in cell) else "-"
+            if scaled:
+                text += f" ({scaled:.1f} scaled{factor})"
+            if unknown:
+                text += f" +{unknown} unknown"
+            out.append(f"  {text:>{width}}")
         return "".join(out)
 
     for exp, group in by_exp.items():
@@ -166,11 +267,18 @@ def format_plan(rows: list[dict[str, Any]]) -> str:
         lines.append(f"{exp:<28}{sum(r['runs'] for r in group):>6}{sum(imgs) / 1e6:>12.1f}" + cells(group))
     imgs = [r["images"] for r in rows if r["images"] is not None]
     lines += ["-" * len(head), f"{'total':<28}{sum(r['runs'] for r in rows):>6}{sum(imgs) / 1e6:>12.1f}" + cells(rows), ""]
-    lines.append("sources (measured throughput used):")
-    used = sorted({(d, r["model"], v["loop"], v["source"]) for r in rows for d, v in r["machines"].items() if v["source"]})
-    lines += [f"  {d}: {m} ({loop}) from docs/measurements/{src}" for d, m, loop, src in used] or ["  none"]
+    lines.append("machines and sources:")
+    for d in machines:
+        cs = [v for r in rows for dd, v in r["machines"].items() if dd == d]
+        measured = sorted({f"{v['source']}" for v in cs if v["how"] == "measured"})
+        n_meas = len({r["model"] for r in rows if r["machines"][d]["how"] == "measured"})
+        n_scaled = len({r["model"] for r in rows if r["machines"][d]["how"] == "scaled"})
+        lines.append(f"  {d}: {n_meas} models measured ({', '.join(measured) or 'none'}), {n_scaled} scaled")
     unknown = sorted({r["model"] for r in rows if any(v["hours"] is None for v in r["machines"].values())})
-    lines.append(f"never measured on at least one machine ({len(unknown)} models): {', '.join(unknown)}")
+    lines.append(f"unknown on at least one machine ({len(unknown)} models): {', '.join(unknown) or 'none'}")
+    if error:
+        lines.append(f"scaling error on {error['device']}: median predicted/measured time {error['median']:.2f}, "
+                     f"worst {error['worst']:.2f} ({error['worst_model']}) over {error['n']} models")
     return "\n".join(lines)
 
 
