@@ -221,6 +221,7 @@ def good_request(**change) -> dict:
 
 @pytest.mark.parametrize(("payload", "says"), [
     (lambda: b"not json", "not JSON"),
+    (lambda: b"", "not JSON"),
     (lambda: b"[1, 2]", "not a JSON object"),
     (lambda: json.dumps({k: v for k, v in good_request().items() if k != "argv"}).encode(), "argv"),
     (lambda: json.dumps(good_request(argv="train")).encode(), "argv"),
@@ -228,7 +229,7 @@ def good_request(**change) -> dict:
     (lambda: json.dumps(good_request(env=["PATH"])).encode(), "env is missing or malformed"),
     (lambda: json.dumps(good_request(cwd="relative")).encode(), "cwd is missing or malformed"),
     (lambda: json.dumps(good_request(umask=-1)).encode(), "umask is missing or malformed"),
-], ids=["garbage", "list", "no-argv", "argv-string", "not-train", "env-list", "relative-cwd", "bad-umask"])
+], ids=["garbage", "empty", "list", "no-argv", "argv-string", "not-train", "env-list", "relative-cwd", "bad-umask"])
 def test_a_malformed_request_is_answered_and_the_server_goes_on(local_server, payload, says):
     tag, message = answer(local_server, send(local_server.path, payload()))
     assert tag == b"-" and says in message, message

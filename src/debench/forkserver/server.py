@@ -160,7 +160,7 @@ class _Server:
         if not data or need > _LENGTH.size + MAX_REQUEST or len(p.fds) > 3:
             self._reject(p, "request cut short" if not data else "request too large or too many descriptors")
             return
-        if len(p.data) < need or len(p.data) == _LENGTH.size:
+        if len(p.data) < _LENGTH.size or len(p.data) < need:
             return
         try:
             request = json.loads(p.data[_LENGTH.size:need])
