@@ -172,6 +172,8 @@ def load_config(path: Path) -> dict:
     import yaml
     from jsonschema import Draft7Validator, ValidationError, validators
 
+    from debench.resources import data_path
+
     path = Path(path)
     try:
         config = yaml.safe_load(path.read_text())
@@ -179,8 +181,7 @@ def load_config(path: Path) -> dict:
         raise ConfigError(f"{path}: cannot read the config: {exc}") from None
     if not isinstance(config, dict):
         raise ConfigError(f"{path}: a config must be a mapping of keys")
-    schema = yaml.safe_load((Path(__file__).resolve().parents[2] / "workflow" / "schemas" /
-                             "config.schema.yaml").read_text())
+    schema = yaml.safe_load(data_path("schemas/config.schema.yaml").read_text())  # packaged (a wheel too)
 
     def set_defaults(validator, properties, instance, schema):
         for key, sub in properties.items():

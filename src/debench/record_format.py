@@ -42,7 +42,9 @@ class RecordFormatError(ValueError):
 @functools.lru_cache(maxsize=1)
 def schema() -> dict[str, Any]:
     """The run record's JSON Schema (``workflow/schemas/run_record.schema.json``), parsed once."""
-    return json.loads((Path(__file__).resolve().parents[2] / "workflow" / "schemas" / SCHEMA_FILE).read_text())
+    from debench.resources import data_path  # packaged: found in a wheel install too
+
+    return json.loads(data_path(f"schemas/{SCHEMA_FILE}").read_text())
 
 
 def _props() -> dict[str, Any]:

@@ -52,7 +52,9 @@ def default_published_csv() -> Path:
     Raises:
         ReportInputError: when neither exists (pass ``--published``).
     """
-    here = Path(__file__).resolve().parents[3] / DEFAULT_PUBLISHED
+    from debench.resources import PACKAGE_DATA  # the copy shipped with debench (a wheel too)
+
+    here = PACKAGE_DATA / "reference" / DEFAULT_PUBLISHED.name
     for path in (DEFAULT_PUBLISHED, here):
         if path.is_file():
             return path
