@@ -43,11 +43,18 @@ def factory_kwargs(name: str, meta: dict[str, Any], model_args: dict[str, Any]) 
 
 
 def make_optimizer(model: torch.nn.Module, p: Protocol, device: torch.device) -> torch.optim.Optimizer:
-    """SGD (momentum, Nesterov), Adam or AdamW over the trainable parameters, fused on CUDA."""
-    fused = {"fused": True} if device.type == "cuda" else {"foreach": True}
+    """SGD (momentum, Nesterov), Adam or AdamW over the trainable parameters.
+
+    Adam and AdamW are fused on CUDA. SGD uses the multi-tensor (foreach) kernels everywhere:
+    fused SGD with momentum needs every parameter to have a gradient from the first step on (it
+    raises ``TypeError: expected Tensor ... got NoneType`` when a parameter without a momentum
+    buffer first gets a gradient later), and stochastic depth, ShakeDrop's and FractalNet's drop-path
+    leave whole blocks without a gradient in some steps (seen on an H200, 2026-12-04).
+    """
     params = [q for q in model.parameters() if q.requires_grad]
     if p.optimizer == "sgd":
         return torch.optim.SGD(params, lr=p.lr, momentum=p.momentum, nesterov=p.nesterov,
-                               weight_decay=p.weight_decay, **fused)
+                               weight_decay=p.weight_decay, foreach=True)
+    fused = {"fused": True} if device.type == "cuda" else {"foreach": True}
     cls = torch.optim.Adam if p.optimizer == "adam" else torch.optim.AdamW
     return cls(params, lr=p.lr, betas=(p.momentum, 0.999), weight_decay=p.weight_decay, **fused)
