@@ -1,0 +1,51 @@
+"""debench calibrate: a few timed steps per model, FLOPs of one step, a row per model even when one fails."""
+
+from __future__ import annotations
+
+import json
+
+import torch.nn as nn
+
+from debench.calibrate import calibrate
+from debench.registry import _REGISTRY, register_model
+
+
+def test_counts_one_steps_flops_exactly_and_times_it(tmp_path):
+    out = tmp_path / "cal.json"
+    rows = calibrate(["mlp300_mnist"], None, threads=1, steps=2, warmup=0, out=out, echo=lambda s: None)
+    row = json.loads(out.read_text())[0]
+    assert row == rows[0] and row["batch_size"] == 128 and row["timed_batch"] == 128 and row["loop"] == "fp32"
+    # 784-300-10 MLP: forward 2(784x300 + 300x10) multiply-adds, backward the weight gradients of
+    # both layers and the input gradient of the second (the images need none)
+    assert row["flops_per_image"] == 2 * (784 * 300 + 300 * 10) + 2 * 784 * 300 + 2 * 2 * 300 * 10
+    assert len(row["s_per_step"]) == 2 and row["median_img_s"] > 0 and row["device"].startswith("CPU")
+
+
+def test_a_missing_package_skips_a_model_and_a_failure_is_a_row_and_resume_keeps_what_was_measured(tmp_path):
+    @register_model("calib_needs_pkg", family="discrete", paper="test", scheme="test")
+    def needs_pkg(**kw):
+        import not_an_installed_package  # noqa: F401
+
+    @register_model("calib_broken", family="discrete", paper="test", scheme="test")
+    def broken(**kw):
+        return nn.Identity()  # no parameters: the optimizer refuses it
+
+    try:
+        out = tmp_path / "cal.json"
+        lines: list[str] = []
+        rows = calibrate(["calib_needs_pkg", "calib_broken", "mlp300_mnist"], None, steps=1, warmup=0,
+                         count_flops=False, out=out, echo=lines.append)
+        by = {r["model"]: r for r in rows}
+        assert by["calib_needs_pkg"]["skipped"] == "needs not_an_installed_package"
+        assert "error" in by["calib_broken"] and "skipped" not in by["calib_broken"]
+        assert by["mlp300_mnist"]["median_img_s"] > 0
+        assert "skipped: calib_needs_pkg (needs not_an_installed_package); failed: calib_broken" in lines[-1]
+        lines.clear()
+        again = calibrate(["calib_broken", "mlp300_mnist"], None, steps=1, warmup=0, count_flops=False, out=out,
+                          echo=lines.append, resume=True)
+        assert "resuming: 1 model(s) already measured" in lines[1]
+        assert [r["model"] for r in again] == ["mlp300_mnist", "calib_broken"]
+        assert again[0]["s_per_step"] == by["mlp300_mnist"]["s_per_step"]  # kept, not re-timed
+    finally:
+        _REGISTRY.pop("calib_needs_pkg", None)
+        _REGISTRY.pop("calib_broken", None)
