@@ -52,7 +52,7 @@ cat "$out/env.txt"
 if step "1. calibrate every registered model on $device" 30; then
   # shellcheck disable=SC2086
   timeout "$(cap ${CAL_CAP_S:-280})" $py -m debench.cli calibrate --device "$device" --compile off \
-    --steps "${CAL_STEPS:-3}" --warmup "${CAL_WARMUP:-2}" --max-step-s "${CAL_MAX_STEP_S:-2}" \
+    --steps "${CAL_STEPS:-3}" --warmup "${CAL_WARMUP:-2}" --max-step-s "${CAL_MAX_STEP_S:-2}" --model-timeout-s "${CAL_MODEL_TIMEOUT_S:-40}" \
     ${MODELS:+--models $MODELS} --out "$out/calibration_cuda.json"
   echo "calibrate exit status $?"
 fi

@@ -49,3 +49,21 @@ def test_a_missing_package_skips_a_model_and_a_failure_is_a_row_and_resume_keeps
     finally:
         _REGISTRY.pop("calib_needs_pkg", None)
         _REGISTRY.pop("calib_broken", None)
+
+
+def test_a_model_over_its_time_limit_becomes_an_error_row_and_the_others_run(tmp_path):
+    import time
+
+    @register_model("calib_slow", family="discrete", paper="test", scheme="test")
+    def slow(**kw):
+        time.sleep(90)
+
+    try:
+        calibrate(["mlp300_mnist"], None, steps=1, warmup=0, count_flops=False, echo=lambda s: None)  # imports
+        t0 = time.perf_counter()
+        rows = calibrate(["calib_slow", "mlp300_mnist"], None, steps=1, warmup=0, count_flops=False,
+                         model_timeout_s=25, echo=lambda s: None)
+        assert rows[0]["error"].startswith("TimeoutError") and rows[1]["median_img_s"] > 0
+        assert time.perf_counter() - t0 < 80  # the 90 s model was cut at 25 s
+    finally:
+        _REGISTRY.pop("calib_slow", None)

@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import platform
+import signal
 import statistics
 import tempfile
 import time
@@ -250,9 +251,13 @@ def _count_flops(model: Any, one_step: Callable, stats_hook: Callable | None, op
     return holder["flops"] / n, stats, method
 
 
+def _too_long(signum: int, frame: Any) -> None:
+    raise TimeoutError("over --model-timeout-s")
+
+
 def calibrate(models: list[str], config: dict | None, device_str: str = "cpu", threads: int = 1,
               steps: int = 3, warmup: int = 1, count_flops: bool = True, max_step_s: float | None = None,
-              max_batch: int | None = None,
+              max_batch: int | None = None, model_timeout_s: int | None = None,
               runtime: dict[str, Any] | None = None, echo: Callable[[str], None] = print,
               out: Path | None = None, resume: bool = False) -> list[dict[str, Any]]:
     """Calibrate ``models`` one after the other; a failing model gets an ``error`` row.
@@ -279,6 +284,9 @@ def calibrate(models: list[str], config: dict | None, device_str: str = "cpu", t
             if m in done:
                 continue
             t0 = time.perf_counter()
+            if model_timeout_s:  # a model stuck in one step (a stiff adaptive solve) must not eat the budget
+                signal.signal(signal.SIGALRM, _too_long)
+                signal.alarm(model_timeout_s)
             try:
                 row = calibrate_model(m, setups[m], runtime, device_str, threads, steps, warmup, Path(tmp),
                                       count_flops, max_step_s, max_batch)
@@ -297,6 +305,9 @@ def calibrate(models: list[str], config: dict | None, device_str: str = "cpu", t
                 msg = f"FAILED {err}"
                 if device.type == "cuda":
                     torch.cuda.empty_cache()
+            finally:
+                if model_timeout_s:
+                    signal.alarm(0)
             row["device"] = name
             row["wall_s"] = time.perf_counter() - t0
             rows.append(row)

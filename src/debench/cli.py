@@ -230,7 +230,8 @@ def cmd_calibrate(a: argparse.Namespace) -> int:
     if a.compile is not None:
         runtime["compile"] = {"off": False, "auto": "auto"}.get(a.compile, a.compile)
     rows = calibrate(models, config, device_str=a.device, threads=a.threads, steps=a.steps, warmup=a.warmup,
-                     count_flops=not a.no_flops, max_step_s=a.max_step_s, max_batch=a.max_batch, runtime=runtime,
+                     count_flops=not a.no_flops, max_step_s=a.max_step_s, max_batch=a.max_batch,
+                     model_timeout_s=a.model_timeout_s, runtime=runtime,
                      out=Path(a.out) if a.out else None, resume=a.resume)
     return 0 if any("median_img_s" in r for r in rows) else 1
 
@@ -395,6 +396,8 @@ def main(argv: list[str] | None = None) -> int:
     ca.add_argument("--warmup", type=int, default=1, help="untimed steps first (compilation, cuDNN autotuning)")
     ca.add_argument("--max-step-s", type=float, default=None,
                     help="stop timing a model once its timed steps took this many seconds (at least one step)")
+    ca.add_argument("--model-timeout-s", type=int, default=None,
+                    help="give up on a model after this many seconds (an error row) and go on")
     ca.add_argument("--max-batch", type=int, default=None,
                     help="time at most this many images per step (a slow CPU; rows keep the protocol's batch_size "
                     "and say timed_batch)")
