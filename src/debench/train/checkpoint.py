@@ -77,6 +77,9 @@ def rng_state() -> dict[str, Any]:
     # Python's generator drives the coins of stochastic depth; stored as plain ints/tuples.
     version, internal, gauss = random.getstate()
     state = {"torch": torch.get_rng_state(), "python": [version, list(internal), gauss]}
+    # numpy's global generator: torchsde's Brownian motions draw their entropy from it
+    name, keys, pos, has_gauss, cached = __import__("numpy").random.get_state()
+    state["numpy"] = [name, [int(k) for k in keys], int(pos), int(has_gauss), float(cached)]
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -89,5 +92,10 @@ def set_rng_state(state: dict[str, Any]) -> None:
     if "python" in state:
         version, internal, gauss = state["python"]
         random.setstate((version, tuple(internal), gauss))
+    if "numpy" in state:
+        import numpy as np
+
+        name, keys, pos, has_gauss, cached = state["numpy"]
+        np.random.set_state((name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

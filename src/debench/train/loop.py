@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -85,6 +86,7 @@ def train(spec: dict[str, Any]) -> dict[str, Any]:
     # ---- model and optimizer ---------------------------------------------------------------
     torch.manual_seed(spec["seed"])
     random.seed(spec["seed"])
+    np.random.seed(spec["seed"])  # torchsde's BrownianInterval takes its entropy from numpy
     model = create_model(spec["model"], **kwargs)
     image = meta.get("kind") == "image"
     model = model.to(device, memory_format=torch.channels_last if runtime["channels_last"] and image
