@@ -607,3 +607,23 @@ def test_stopping_a_server_that_died_early_removes_its_socket_file(tmp_path):
     sock.touch(exist_ok=True)  # as a bound socket would have left it
     forkserver.stop(proc)
     assert not sock.exists() and not sock.parent.exists()
+
+
+def test_the_code_fingerprint_covers_linked_package_data(tmp_path, monkeypatch):
+    # in a checkout, debench/_data/schemas is a link to workflow/schemas: the run-record schema
+    # decides what a job writes, so editing it must change the fingerprint
+    import importlib.util
+
+    schemas = tmp_path / "workflow" / "schemas"
+    schemas.mkdir(parents=True)
+    (schemas / "run_record.schema.json").write_text('{"version": 1}')
+    pkg = tmp_path / "src" / "debench"
+    (pkg / "_data").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "_data" / "schemas").symlink_to(schemas, target_is_directory=True)
+    spec = importlib.util.spec_from_file_location("debench", pkg / "__init__.py",
+                                                  submodule_search_locations=[str(pkg)])
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: spec)
+    before = fs_client.code_fingerprint()
+    (schemas / "run_record.schema.json").write_text('{"version": 2}')
+    assert fs_client.code_fingerprint() != before

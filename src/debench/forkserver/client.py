@@ -42,9 +42,12 @@ def code_fingerprint() -> str:
     spec = importlib.util.find_spec("debench")
     root = Path(next(iter(spec.submodule_search_locations)))
     digest = hashlib.sha256(str(root).encode())
-    for path in sorted(root.rglob("*")):
-        if path.is_file() and "__pycache__" not in path.parts:
-            digest.update(b"\0" + str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    # os.walk follows the links of the package's data folder (debench/_data/schemas ->
+    # workflow/schemas in a checkout), which Path.rglob does not enter
+    files = [Path(d) / f for d, dirs, names in os.walk(root, followlinks=True) if "__pycache__" not in d
+             for f in names]
+    for path in sorted(files):
+        digest.update(b"\0" + str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
     for dist in FINGERPRINT_DISTRIBUTIONS:
         try:
             version = importlib.metadata.version(dist)
