@@ -81,7 +81,8 @@ def _with_flops(tmp: Path) -> Path:
            {"model": "resnet44", "loop": "fp32", "device": "CPU x2 threads", "median_img_s": 50.0,
             "flops_per_image": 4.0e8},
            {"model": "resnet56", "error": "RuntimeError: out of memory", "device": "CPU x2 threads"}]
-    (folder / "calibration_cpu.json").write_text(json.dumps(cpu))
+    (folder / "session").mkdir()  # a GPU session's folder of raw output is read too
+    (folder / "session" / "calibration_cpu.json").write_text(json.dumps(cpu))
     return folder
 
 

@@ -132,7 +132,7 @@ def measured_peaks(folder: Path = Path("docs/measurements")) -> dict[str, float]
     import json
 
     peaks: dict[str, float] = {}
-    for path in sorted(Path(folder).glob("*.json")) if Path(folder).is_dir() else []:
+    for path in sorted(Path(folder).rglob("*.json")) if Path(folder).is_dir() else []:
         try:
             rows = json.loads(path.read_text())
         except (OSError, ValueError):

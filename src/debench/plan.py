@@ -59,7 +59,7 @@ def load_measurements(folder: Path) -> list[Measurement]:
         raise ConfigError(f"measurements folder {folder} not found (run from the repository root "
                           "or pass --measurements)")
     found: dict[tuple[str, str, str], Measurement] = {}
-    for path in sorted(folder.glob("*.json")):
+    for path in sorted(folder.rglob("*.json")):  # a session folder (h200_<date>/) too
         try:
             rows = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError):
