@@ -61,7 +61,9 @@ def start_fork_server():
     """
     if workflow.local_exec and config["runtime"].get("fork_server", False):
         threads = min(config["runtime"].get("threads", 1), workflow.cores or 1)
-        FORK_SERVER.append(forkserver.start(f"{RESULTS}/logs/fork_server.log", threads=threads))
+        FORK_SERVER.append(
+            forkserver.start(f"{RESULTS}/logs/fork_server.log", threads=threads)
+        )
 
 
 def stop_fork_server():
