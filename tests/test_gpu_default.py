@@ -18,17 +18,11 @@ import yaml
 import debench.gpu_slots as gs
 from debench.cli import main
 from tests.test_workflow import SNAKEMAKE, project_copy
+from tests.test_workflow_rerun import MODELS
+from tests.test_workflow_rerun import TINY as CPU_TINY
 
-MODELS = ("resnet6_mnist", "rknet_mnist")
-TINY = {
-    "preset": "tiny", "seeds": [0, 1],
-    "data": {"source": "synthetic", "cache_dir": "resources/data",
-             "synthetic": {"train_size": 32, "test_size": 16, "seed": 0}},
-    "runtime": {"device": "auto"}, "mlflow": {"enabled": False},
-    "defaults": {"protocol": {"batch_size": 16, "iterations": 2, "eval_batch_size": 64}},
-    "experiments": {"tiny": {"table": "neural_ode", "datasets": ["mnist"], "models": list(MODELS),
-                             "protocol": {"optimizer": "sgd", "lr": 0.01}}},
-}
+# the rerun tests' tiny two-model config, on a host whose device is decided at run time
+TINY = {**CPU_TINY, "runtime": {"device": "auto"}}
 
 
 def test_schedule_on_faked_hosts(monkeypatch, tmp_path):
