@@ -7,7 +7,7 @@ shares no code with debench: its own network (option-A ResNet-20 from the paper'
 its own data reading (numpy on the shards), augmentation and evaluation. A protocol mistake in
 debench (a wrong learning rate, normalisation, label order, augmentation or evaluation) moves its
 accuracy away from the minimal loop's; seed-to-seed noise at this budget is a few points.
-Size: CAMPAIGN_CHECK_STEPS (default 150) steps per seed.
+Size: CAMPAIGN_CHECK_STEPS (default 100) steps per seed; evaluation at batch 128 (the fastest on a CPU).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from debench.data import prepare_dataset
 from debench.train.loop import train
 from tests.conftest import make_spec
 
-STEPS = int(os.environ.get("CAMPAIGN_CHECK_STEPS", "150"))
+STEPS = int(os.environ.get("CAMPAIGN_CHECK_STEPS", "100"))
 SEEDS = (0, 1, 2)
 
 
@@ -90,8 +90,8 @@ def _minimal_run(seed: int, x_tr, y_tr, x_te, y_te) -> float:
     net.eval()
     correct = 0
     with torch.no_grad():
-        for s in range(0, len(y_te), 1000):
-            correct += (net(to_input(x_te[s:s + 1000])).argmax(1).numpy() == y_te[s:s + 1000]).sum()
+        for s in range(0, len(y_te), 128):
+            correct += (net(to_input(x_te[s:s + 128])).argmax(1).numpy() == y_te[s:s + 128]).sum()
     return float(100.0 * correct / len(y_te))
 
 
@@ -105,7 +105,7 @@ def test_debench_loop_matches_a_minimal_loop_on_real_cifar10(shared_data, tmp_pa
         spec = make_spec(tmp_path / f"s{seed}", cache, seed=seed, protocol={
             "epochs": None, "iterations": STEPS, "batch_size": 128, "lr": 0.1, "momentum": 0.9,
             "weight_decay": 1e-4, "milestones": [32000, 48000], "crop_padding": 4, "flip": True,
-            "input_norm": "pixel_mean", "eval_batch_size": 1000,
+            "input_norm": "pixel_mean", "eval_batch_size": 128,
         }, runtime={"device": "cpu", "threads": threads, "channels_last": True, "amp": "off"})
         rec = train(spec)
         assert rec["status"] == "ok" and rec["steps"] == STEPS
@@ -116,6 +116,6 @@ def test_debench_loop_matches_a_minimal_loop_on_real_cifar10(shared_data, tmp_pa
     spread = max(statistics.stdev(ours), statistics.stdev(theirs))
     print(f"{STEPS} steps, test accuracy: debench {ours} (mean {m_ours:.2f}), minimal loop {theirs} "
           f"(mean {m_theirs:.2f})")
-    assert m_theirs > 25.0, "the minimal loop did not learn: the check itself is broken"
+    assert m_theirs > 20.0, "the minimal loop did not learn (chance is 10%): the check itself is broken"
     # both learn well past chance, and their means agree within the seed noise of this budget
     assert abs(m_ours - m_theirs) <= max(5.0, 3 * spread), (ours, theirs)
