@@ -20,6 +20,7 @@ Printed: median ms per step (per process), images/s of the whole machine, and th
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import subprocess
@@ -99,7 +100,7 @@ def worker(mode: str, threads: int, steps: int, npz: str | None, eval_size: int)
     result = {"mode": mode, "threads": threads, "step_s": statistics.median(times), "steps": len(times)}
     if mode == "loop":
         t0 = time.perf_counter()
-        evaluate(model, data, proto, True, __import__("contextlib").nullcontext, None)
+        evaluate(model, data, proto, True, contextlib.nullcontext, None)
         result["eval_s"] = (time.perf_counter() - t0) * 10000 / len(arrays["y_test"])  # scaled to 10k images
     return result
 

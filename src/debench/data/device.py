@@ -52,7 +52,9 @@ class DeviceData:
         self.normalize = normalize and self.kind == "image"
         if self.kind == "image" and norm == "pixel_mean":
             # mean image of the train split actually trained on (validation examples excluded)
-            mean = self.x_train.to(torch.float64).mean(0).div_(255.0)  # H, W, C
+            # summed in chunks: one float64 copy of 50k images would be 1.2 GB at start-up
+            total = sum(chunk.sum(0, dtype=torch.float64) for chunk in self.x_train.split(4096))
+            mean = total.div_(255.0 * len(self.x_train))  # H, W, C
             self.mean = mean.permute(2, 0, 1).unsqueeze(0).to(torch.float32)
             self.std = torch.ones(1, mean.shape[-1], 1, 1, device=self.device)
         elif self.kind == "image":
