@@ -121,6 +121,12 @@ def test_running_line_estimates_time_left_from_checkpoint_gaps(tmp_path):
     # one checkpoint only: the epoch's training time, and the line says so
     (ck / "ckpt-epoch00001.pt").unlink()
     assert "9 s per epoch (training only), about 1 min left" in running_line(results, rel, {"iterations": 1000})
+    # a superseded configuration's checkpoint (another hash folder) is not this run's: no gap with it
+    stale = ck.parent / "old"
+    stale.mkdir()
+    (stale / "ckpt-epoch00007.pt").write_bytes(b"")
+    os.utime(stale / "ckpt-epoch00007.pt", (now - 3000.0,) * 2)
+    assert "9 s per epoch (training only)" in running_line(results, rel, {"iterations": 1000})
     assert running_line(results, ("e", "cifar10", "resnet20", 1), {"iterations": 1000}) is None
 
 

@@ -252,14 +252,16 @@ def _user_errors(cmd: str) -> tuple[type[Exception], ...]:
 
 
 def cmd_status(a: argparse.Namespace) -> int:
+    from debench.config import load_config
     from debench.status import expected_runs, find_config, progress, run_protocol, running_line
 
     path = find_config(a.config)
     preset, runs = expected_runs(path)
     prog = progress(Path(a.results) / preset, runs, preset, stale_s=60 * a.stale_min)
     print(prog.line())
+    config = load_config(path) if prog.running else None
     for run in prog.running:
-        line = running_line(Path(a.results) / preset, run, run_protocol(path, run))
+        line = running_line(Path(a.results) / preset, run, run_protocol(config, run))
         if line:
             print(line)
     for run in prog.failed if a.verbose else []:

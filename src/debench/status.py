@@ -125,11 +125,11 @@ def progress(results: Path, runs: list[tuple], preset: str, stale_s: float = 180
     return out
 
 
-def run_protocol(config_path: Path, run: tuple) -> dict:
-    """The protocol the config at ``config_path`` gives ``run`` (defaults and overrides applied)."""
-    from debench.config import load_config, run_identity
+def run_protocol(config: dict, run: tuple) -> dict:
+    """The protocol a loaded ``config`` gives ``run`` (defaults and overrides applied)."""
+    from debench.config import run_identity
 
-    return run_identity(load_config(config_path), *run)["protocol"]
+    return run_identity(config, *run)["protocol"]
 
 
 def running_line(results: Path, run: tuple, protocol: dict | None = None) -> str | None:
@@ -157,7 +157,9 @@ def running_line(results: Path, run: tuple, protocol: dict | None = None) -> str
     per_epoch = step / epoch
     protocol = protocol or {}
     total = protocol.get("iterations") or (round(protocol["epochs"] * per_epoch) if protocol.get("epochs") else None)
+    # checkpoints sit in one folder per config hash: only the newest folder is this run's
     ckpts = sorted((results / "checkpoints" / rel).glob("*/ckpt-epoch*.pt"), key=lambda q: q.stat().st_mtime)
+    ckpts = [q for q in ckpts if ckpts and q.parent == ckpts[-1].parent]
     if len(ckpts) >= 2:
         epoch_s, how = ckpts[-1].stat().st_mtime - ckpts[-2].stat().st_mtime, "wall"
     else:
