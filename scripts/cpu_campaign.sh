@@ -31,8 +31,18 @@ if [ ! -d "$tree/src" ]; then
 fi
 echo "$commit" > "$out/COMMIT"
 snakemake=${SNAKEMAKE:-$root/.venv/bin/snakemake}
-echo "$(date -u +%FT%TZ) cpu campaign at ${commit:0:12} ($tree), pid $$"
+# One campaign at a time: the pid file names the live one. A campaign killed by a stop (end of a
+# session, a reboot) leaves Snakemake's directory lock behind; when the pid file's process is gone
+# that lock is stale and is released here, so a plain restart resumes instead of failing.
+pidfile=$out/campaign.pid
+if [ -s "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+    echo "cpu campaign already running (pid $(cat "$pidfile")); follow it with: debench status cpu_campaign" >&2
+    exit 1
+fi
+echo $$ > "$pidfile"
+args=(-s "$tree/Snakefile" -d "$root" --configfile "$tree/config/cpu_campaign.yaml")
 # PYTHONPATH puts the pinned tree's debench before the editable install of the working tree
-exec env PYTHONPATH="$tree/src${PYTHONPATH:+:$PYTHONPATH}" nice -n "${NICE:-19}" \
-    "$snakemake" -s "$tree/Snakefile" -d "$root" --configfile "$tree/config/cpu_campaign.yaml" \
-    --cores 2 --rerun-incomplete --keep-going "$@"
+export PYTHONPATH="$tree/src${PYTHONPATH:+:$PYTHONPATH}"
+"$snakemake" "${args[@]}" --unlock >/dev/null
+echo "$(date -u +%FT%TZ) cpu campaign at ${commit:0:12} ($tree), pid $$"
+exec nice -n "${NICE:-19}" "$snakemake" "${args[@]}" --cores 2 --rerun-incomplete --keep-going "$@"
