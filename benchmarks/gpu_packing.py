@@ -5,8 +5,13 @@ CUDA graphs for the CIFAR ResNets), all on the same device, started together. Fo
 jobs the benchmark reports, in one run and alternating the k values within each repeat:
 - end-to-end aggregate images/s: all jobs' training images / wall time from the first start to the
   last exit (start-up and compilation included: what a user's bill sees);
-- steady-state aggregate images/s: the sum of each job's last-epoch images/s (epochs.csv), which
-  assumes the jobs' last epochs overlap (they do when all start together and train equally long);
+- steady-state aggregate images/s over the overlap window: the parent stamps each job's epoch lines
+  as they are printed; from the moment every job has finished its first epoch (start-up and CUDA
+  graph capture behind all of them) to the moment the first job prints its last epoch, the images
+  all jobs trained (cumulative images interpolated between epoch ends) over that window's length.
+  No window (a job ended before another finished its first epoch) gives null: lengthen --epochs.
+  (Until 2026-12-04 this was the sum of each job's last-epoch images/s, which counts jobs whose last
+  epochs did not overlap as if they ran together and overstates packing.);
 - each job's final test accuracy (packing must not change what a run learns: compare the seeds'
   accuracies across k).
 Ratios are against k = 1 (one job at a time) from the same repeat.
@@ -21,17 +26,20 @@ accuracies meaningless).
 from __future__ import annotations
 
 import argparse
-import csv
 import json
+import os
+import re
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+EPOCH_LINE = re.compile(r"\] epoch \d+/\d+")
 
 
 def run_batch(model: str, k: int, cache: Path, a: argparse.Namespace, tmp: Path, n_train: int) -> dict:
@@ -52,20 +60,64 @@ def run_batch(model: str, k: int, cache: Path, a: argparse.Namespace, tmp: Path,
             "paths": {"metrics": str(folder / "metrics.json"), "checkpoints": str(folder / "ckpt")},
         }
         procs.append(subprocess.Popen([sys.executable, "-m", "debench.cli", "train", "--spec", json.dumps(spec)],
-                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                      env={**os.environ, "PYTHONUNBUFFERED": "1"}))
         folders.append(folder)
-    for p in procs:
-        out = p.communicate()[0]
+    stamps: list[list[float]] = [[] for _ in procs]  # each job's epoch-end times, stamped by this process
+    logs: list[list[str]] = [[] for _ in procs]
+
+    def read(i: int) -> None:
+        for line in procs[i].stdout:
+            logs[i].append(line)
+            if EPOCH_LINE.search(line):
+                stamps[i].append(time.perf_counter())
+
+    readers = [threading.Thread(target=read, args=(i,), daemon=True) for i in range(k)]
+    for t in readers:
+        t.start()
+    for i, p in enumerate(procs):
+        p.wait()
+        readers[i].join()
         if p.returncode != 0:
-            raise SystemExit(f"{model} k={k}: a job failed:\n{out[-3000:]}")
+            raise SystemExit(f"{model} k={k}: a job failed:\n{''.join(logs[i])[-3000:]}")
     wall = time.perf_counter() - start
-    accs, last = [], []
-    for folder in folders:
-        accs.append(json.loads((folder / "metrics.json").read_text())["test_accuracy"])
-        rows = list(csv.DictReader(open(folder / "epochs.csv")))
-        last.append(float(rows[-1]["images_per_s"]))
-    return {"wall_s": wall, "end_to_end_img_s": k * steps * a.batch / wall, "steady_img_s": sum(last),
+    accs = [json.loads((folder / "metrics.json").read_text())["test_accuracy"] for folder in folders]
+    per_epoch = steps // a.epochs * a.batch
+    return {"wall_s": wall, "end_to_end_img_s": k * steps * a.batch / wall,
+            "steady_img_s": overlap_rate(stamps, per_epoch), "epoch_stamps_s": [[t - start for t in s] for s in stamps],
             "test_accuracy": accs}
+
+
+def overlap_rate(stamps: list[list[float]], per_epoch: int) -> float | None:
+    """Aggregate images/s of all jobs over the window in which every one of them was training.
+
+    ``stamps[j]`` are job j's epoch-end times; job j has trained ``e * per_epoch`` images at its
+    e-th stamp, linearly in between. The window runs from the last first-epoch end to the first
+    last-epoch end; None when it is empty (or a job printed fewer than two epochs).
+    """
+    if any(len(s) < 2 for s in stamps):
+        return None
+    t_a, t_b = max(s[0] for s in stamps), min(s[-1] for s in stamps)
+    if t_b <= t_a:
+        return None
+
+    def trained(s: list[float], t: float) -> float:
+        xs, ys = s, [per_epoch * (e + 1) for e in range(len(s))]
+        for (x0, y0), (x1, y1) in zip(zip(xs, ys), zip(xs[1:], ys[1:])):
+            if x0 <= t <= x1:
+                return y0 + (y1 - y0) * (t - x0) / (x1 - x0)
+        return float(ys[-1] if t > xs[-1] else ys[0])
+
+    return sum(trained(s, t_b) - trained(s, t_a) for s in stamps) / (t_b - t_a)
+
+
+def _median(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def _fmt(v: float | None, spec: str = "8.0f") -> str:
+    return format(v, spec) if v is not None else "no overlap".rjust(int(spec.split(".")[0]))
 
 
 def main() -> None:
@@ -113,22 +165,22 @@ def main() -> None:
                     Path(a.out).write_text(json.dumps({"partial": True, "model": model, "device": name,
                                                        "done": results, "runs_by_jobs": per_k}, indent=2))
                 print(f"  {model} repeat {r} k={k}: end-to-end {res['end_to_end_img_s']:8.0f} img/s, steady "
-                      f"{res['steady_img_s']:8.0f} img/s, acc {res['test_accuracy']}", flush=True)
+                      f"{_fmt(res['steady_img_s'])} img/s, acc {res['test_accuracy']}", flush=True)
         base_e2e = statistics.median(x["end_to_end_img_s"] for x in per_k[1])
-        base_steady = statistics.median(x["steady_img_s"] for x in per_k[1])
+        base_steady = _median(x["steady_img_s"] for x in per_k[1])
         for k, runs in per_k.items():
             e2e = statistics.median(x["end_to_end_img_s"] for x in runs)
-            steady = statistics.median(x["steady_img_s"] for x in runs)
+            steady = _median(x["steady_img_s"] for x in runs)
             results.append({"model": model, "jobs": k, "device": name, "end_to_end_img_s": e2e,
                             "steady_img_s": steady, "ratio_end_to_end": e2e / base_e2e,
-                            "ratio_steady": steady / base_steady, "runs": runs})
+                            "ratio_steady": steady / base_steady if steady and base_steady else None, "runs": runs})
     if a.out:
         Path(a.out).write_text(json.dumps(results, indent=2))
     print("\nmodel       jobs   end-to-end img/s (x one-at-a-time)   steady img/s (x)   test accuracies")
     for r in results:
         accs = [round(v, 2) for x in r["runs"] for v in x["test_accuracy"]]
         print(f"{r['model']:11s} {r['jobs']:4d}   {r['end_to_end_img_s']:12.0f} ({r['ratio_end_to_end']:5.2f}x)"
-              f"              {r['steady_img_s']:8.0f} ({r['ratio_steady']:5.2f}x)   {accs}")
+              f"              {_fmt(r['steady_img_s'])} ({_fmt(r['ratio_steady'], '5.2f')}x)   {accs}")
 
 
 if __name__ == "__main__":
