@@ -39,7 +39,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
-EPOCH_LINE = re.compile(r"\] epoch \d+/\d+")
+# an epoch's end ("[m/d/seed0] epoch 3/6, loss ..."), not the progress lines ("epoch 3/6 step 867")
+EPOCH_LINE = re.compile(r"\] epoch \d+/\d+, loss")
 
 
 def run_batch(model: str, k: int, cache: Path, a: argparse.Namespace, tmp: Path, n_train: int) -> dict:

@@ -59,3 +59,12 @@ def test_steady_rate_counts_only_the_window_in_which_all_jobs_train():
     # last-epoch images/s) called this 200 img/s, a 2x packing gain that never happened.
     assert rate([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], 100) is None
     assert rate([[1.0], [1.0, 2.0]], 100) is None  # a single epoch has no rate
+
+
+def test_only_epoch_end_lines_are_stamped():
+    line = _packing().EPOCH_LINE.search
+    assert line("[resnet20/cifar10/seed0] epoch 3/6, loss 0.91, train acc 67.10%, test acc 65.20%, 15361 img/s")
+    # progress lines inside an epoch (an H200 job printed "epoch 1/6 step 1" before its first epoch
+    # ended: a stamp too many, and a window that began before start-up was over)
+    assert not line("[resnet20/cifar10/seed0] epoch 1/6 step 1")
+    assert not line("[resnet56/cifar10/seed0] epoch 3/164 step 867")
