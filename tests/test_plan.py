@@ -149,3 +149,20 @@ def test_the_survey_config_plans(tmp_path):
 
     rows = plan(load_config(ROOT / "config" / "config.yaml"), load_measurements(ROOT / "docs" / "measurements"))
     assert sum(r["runs"] for r in rows) > 100 and all(r["images"] for r in rows)
+
+
+def test_a_superseded_measurement_is_withdrawn_and_the_slower_rule_no_longer_sees_it(tmp_path):
+    folder = _measurements(tmp_path)
+    key = ("GPU-X", "resnet20", "bf16+cudagraphs")
+    # without the list the slower of a.json (20,000) and b.json (16,000) counts
+    assert {(m.device, m.model, m.loop): m.img_s for m in load_measurements(folder)}[key] == 16000.0
+    (folder / "superseded.json").write_text(json.dumps(
+        [{"file": "b.json", "model": "resnet20", "loop": "bf16+cudagraphs", "reason": "2 warm-up steps"}]))
+    assert {(m.device, m.model, m.loop): m.img_s for m in load_measurements(folder)}[key] == 20000.0
+    (folder / "superseded.json").write_text(json.dumps([{"file": "gone.json", "model": "resnet20",
+                                                         "loop": "bf16", "reason": "x"}]))
+    with pytest.raises(ConfigError, match="gone.json"):
+        load_measurements(folder)
+    (folder / "superseded.json").write_text(json.dumps([{"file": "b.json", "model": "resnet20", "loop": "bf16"}]))
+    with pytest.raises(ConfigError, match="entry 0 lacks reason"):
+        load_measurements(folder)

@@ -48,6 +48,33 @@ class Measurement:
     flops_per_image: float | None = None
 
 
+SUPERSEDED = "superseded.json"
+
+
+def superseded(folder: Path) -> set[tuple[str, str, str]]:
+    """``(file, model, loop)`` of raw measurements withdrawn in ``folder/superseded.json``.
+
+    Raw outputs stay as they were measured; a row found wrong later (too few warm-up steps, say) is
+    withdrawn there with its reason and what replaces it, instead of being edited away.
+
+    Raises:
+        ConfigError: an entry lacks ``file``, ``model``, ``loop`` or ``reason``, or names a file
+            that is not there.
+    """
+    path = Path(folder) / SUPERSEDED
+    if not path.exists():
+        return set()
+    out = set()
+    for i, e in enumerate(json.loads(path.read_text())):
+        missing = [k for k in ("file", "model", "loop", "reason") if not e.get(k)]
+        if missing:
+            raise ConfigError(f"{path}: entry {i} lacks {', '.join(missing)}")
+        if not (Path(folder) / e["file"]).exists():
+            raise ConfigError(f"{path}: entry {i} names {e['file']}, which is not in {folder}")
+        out.add((e["file"], e["model"], e["loop"]))
+    return out
+
+
 def load_measurements(folder: Path) -> list[Measurement]:
     """Every throughput row (``model``, ``loop``, ``device``, ``median_img_s``) in ``folder/*.json``.
 
@@ -59,13 +86,18 @@ def load_measurements(folder: Path) -> list[Measurement]:
         raise ConfigError(f"measurements folder {folder} not found (run from the repository root "
                           "or pass --measurements)")
     found: dict[tuple[str, str, str], Measurement] = {}
+    withdrawn = superseded(folder)
     for path in sorted(folder.rglob("*.json")):  # a session folder (h200_<date>/) too
+        if path.name == SUPERSEDED:
+            continue
         try:
             rows = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError):
             continue
         for r in rows if isinstance(rows, list) else []:
             if isinstance(r, dict) and {"model", "loop", "device", "median_img_s"} <= r.keys():
+                if (path.relative_to(folder).as_posix(), str(r["model"]), str(r["loop"])) in withdrawn:
+                    continue
                 m = Measurement(str(r["device"]), str(r["model"]), str(r["loop"]),
                                 float(r["median_img_s"]), path.name,
                                 float(r["flops_per_image"]) if r.get("flops_per_image") else None)
