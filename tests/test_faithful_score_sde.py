@@ -69,3 +69,25 @@ def test_model_pc_sampler_runs_the_chosen_predictor(monkeypatch):
     model = create_model("score_sde_toy", sde="ve", hidden=8, layers=1, sample_steps=3)
     model.sample(4, "pc", device="cpu")
     assert seen == ["reverse_diffusion"]
+
+
+def test_ddpm_ancestral_sampler_is_the_authors_p_sample_in_epsilon_form():
+    """Ho et al.'s ``p_sample`` (hojonathanho/diffusion ``diffusion_utils_2.py``, CIFAR-10:
+    eps prediction, ``model_var_type='fixedlarge'``): ``x_{t-1} = (x_t - beta_t / sqrt(1 - abar_t)
+    eps) / sqrt(alpha_t) + sqrt(beta_t) z``, no noise at t = 0. Our sampler takes the score
+    ``-eps / sqrt(1 - abar_t)``; with the same noise draws both must agree step for step. A sampler
+    using the posterior variance ('fixedsmall') or adding noise at t = 0 fails."""
+    sde = make_sde("vp", n=25)
+    betas = sde.discrete_betas().double()
+    abar = torch.cumprod(1 - betas, 0)
+    eps_net = lambda x, i: torch.tanh(x) * (1 + i)  # any deterministic noise predictor
+    score = lambda x, t: -eps_net(x, torch.round(t[0] * (len(betas) - 1))) / (1 - abar[int(round(float(t[0]) * (len(betas) - 1)))]).sqrt()
+    x0 = torch.randn(3, 2, dtype=torch.float64)
+    torch.manual_seed(7)
+    got = S.ancestral(sde, score, x0.clone())
+    torch.manual_seed(7)
+    x = x0.clone()
+    for i in reversed(range(len(betas))):
+        mean = (x - betas[i] / (1 - abar[i]).sqrt() * eps_net(x, torch.tensor(float(i)))) / (1 - betas[i]).sqrt()
+        x = mean + betas[i].sqrt() * torch.randn_like(x) if i > 0 else mean
+    assert torch.allclose(got, x, rtol=1e-10, atol=1e-12)
