@@ -166,3 +166,10 @@ def test_a_superseded_measurement_is_withdrawn_and_the_slower_rule_no_longer_see
     (folder / "superseded.json").write_text(json.dumps([{"file": "b.json", "model": "resnet20", "loop": "bf16"}]))
     with pytest.raises(ConfigError, match="entry 0 lacks reason"):
         load_measurements(folder)
+
+
+def test_the_readme_shows_the_plan_the_command_prints_now():
+    """README.md's `$ debench plan` block equals the command's output for the survey config
+    (scripts/readme_plan.py --write rewrites it)."""
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "readme_plan.py")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
