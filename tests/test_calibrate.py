@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch.nn as nn
 
 from debench.calibrate import calibrate
@@ -67,3 +68,27 @@ def test_a_model_over_its_time_limit_becomes_an_error_row_and_the_others_run(tmp
         assert time.perf_counter() - t0 < 80  # the 90 s model was cut at 25 s
     finally:
         _REGISTRY.pop("calib_slow", None)
+
+
+def test_one_slow_step_does_not_end_the_timing_and_marks_nothing_as_measured_from_it():
+    """On an H200, hamiltonian38 was timed as [0.016, 2.059] s: the old cut (the sum of the steps
+    over --max-step-s 2) stopped after two steps, whose median is their mean (11.6 img/s, against
+    3,259.6 measured again with more warm-up)."""
+    from debench.calibrate import time_steps
+
+    durations = iter([0.016, 2.059, 0.016, 0.017, 0.016])
+    now = [0.0]
+
+    def clock():
+        return now[0]
+
+    def step():
+        now[0] += next(durations)
+        return 100
+
+    times, n = time_steps(step, 5, 2.0, lambda: None, clock=clock)
+    assert n == 100 and len(times) == 5 and sorted(times)[2] == pytest.approx(0.016)
+    # a model whose every step is slow is still cut short
+    now[0] = 0.0
+    durations = iter([1.5] * 5)
+    assert len(time_steps(step, 5, 2.0, lambda: None, clock=clock)[0]) == 2

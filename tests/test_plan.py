@@ -173,3 +173,10 @@ def test_the_readme_shows_the_plan_the_command_prints_now():
     (scripts/readme_plan.py --write rewrites it)."""
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "readme_plan.py")], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
+
+
+def test_a_row_calibrate_marked_unstable_is_not_a_throughput(tmp_path):
+    folder = _measurements(tmp_path)
+    (folder / "c.json").write_text(json.dumps([{"model": "resnet32", "loop": "fp32", "device": "CPU x2 threads",
+                                                "median_img_s": 3.0, "unstable": "timed steps range 0.02 to 2.7 s"}]))
+    assert ("CPU x2 threads", "resnet32") not in {(m.device, m.model) for m in load_measurements(folder)}

@@ -82,6 +82,28 @@ def _sync(device: Any) -> None:
         torch.cuda.synchronize(device)
 
 
+OUTLIER = 5.0  # a timed step this many times slower than the fastest one marks the row unstable
+
+
+def time_steps(one_step, steps: int, max_step_s: float | None, sync, clock=time.perf_counter) -> tuple[list[float], int]:
+    """Seconds of each of up to ``steps`` calls of ``one_step`` (which returns its batch size).
+
+    ``max_step_s`` bounds a slow model's timing: it stops once the fastest step times the steps
+    taken exceeds it. The fastest, not the sum: one slow step (a late cuDNN autotune) must not end
+    the timing after two steps, whose median would then be that outlier's average.
+    """
+    times, n = [], 0
+    for _ in range(steps):
+        sync()
+        t0 = clock()
+        n = one_step()
+        sync()
+        times.append(clock() - t0)
+        if max_step_s is not None and min(times) * len(times) > max_step_s:
+            break  # a slow model: fewer timed steps rather than hours
+    return times, n
+
+
 def calibrate_model(name: str, setup: dict[str, Any], runtime_cfg: dict[str, Any], device_str: str,
                     threads: int, steps: int, warmup: int, cache_dir: Path, count_flops: bool = True,
                     max_step_s: float | None = None, max_batch: int | None = None) -> dict[str, Any]:
@@ -181,16 +203,11 @@ def calibrate_model(name: str, setup: dict[str, Any], runtime_cfg: dict[str, Any
         one_step()
     _sync(device)
     warm_s = time.perf_counter() - t_warm
-    times = []
-    for _ in range(steps):
-        _sync(device)
-        t0 = time.perf_counter()
-        n = one_step()
-        _sync(device)
-        times.append(time.perf_counter() - t0)
-        if max_step_s is not None and sum(times) > max_step_s:
-            break  # a slow model: fewer timed steps rather than hours
+    times, n = time_steps(one_step, steps, max_step_s, lambda: _sync(device))
     med = statistics.median(times)
+    if max(times) > OUTLIER * min(times):
+        row["unstable"] = (f"timed steps range {min(times):.4g} to {max(times):.4g} s: a warm-up step "
+                           "(autotuning, allocator growth) was timed; calibrate again with more --warmup")
     row.update({"median_img_s": n / med, "s_per_step": times, "warmup_s": warm_s,
                 "flops_per_image": flops, "flops_method": method, "nfe_counted_step": nfe,
                 "peak_memory_mb": (torch.cuda.max_memory_allocated(device) / 2**20

@@ -98,6 +98,8 @@ def load_measurements(folder: Path) -> list[Measurement]:
             if isinstance(r, dict) and {"model", "loop", "device", "median_img_s"} <= r.keys():
                 if (path.relative_to(folder).as_posix(), str(r["model"]), str(r["loop"])) in withdrawn:
                     continue
+                if r.get("unstable"):  # debench calibrate timed a warm-up step: not a throughput
+                    continue
                 m = Measurement(str(r["device"]), str(r["model"]), str(r["loop"]),
                                 float(r["median_img_s"]), path.name,
                                 float(r["flops_per_image"]) if r.get("flops_per_image") else None)
