@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import yaml
 
 from debench.cli import main
 from debench.errors import ConfigError
-from debench.status import find_config, progress
+from debench.status import Live, find_config, live_jobs, progress
 from tests.report_records import record as full_record
 
 CONFIG = {
@@ -32,11 +35,46 @@ def record(results, model, seed, status="ok", bench_s=None, **extra):
         bench.write_text(f"s\th:m:s\tmax_rss\n{bench_s}\t0:00:00\t1.0\n")
 
 
-def job_log(results, model, seed, age_s):
+def job_log(results, model, seed, age_s, text="[m/cifar10/seed0] epoch 1/164 step 85\n"):
     log = results / "logs" / "train" / "disc" / "cifar10" / model / f"seed{seed}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    log.write_text("epoch 1\n")
+    log.write_text(text)
     os.utime(log, (time.time() - age_s,) * 2)
+    return log
+
+
+PROC = pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="reads live processes from /proc")
+
+
+@pytest.fixture
+def spawn():
+    """Start stand-in processes (a sleeping Python whose command line reads as `debench train --spec ...`
+    or as `snakemake ...`); each is killed, by its own handle, at the end of the test."""
+    procs = []
+
+    def start(*argv, cwd=None):
+        procs.append(subprocess.Popen([sys.executable, *argv], cwd=cwd))  # returns once exec has happened
+        return procs[-1]
+
+    def train(metrics, cwd=None):
+        spec = json.dumps({"paths": {"metrics": str(metrics)}, "model": "resnet20"})
+        return start("-c", "import time; time.sleep(120)", "debench", "train", "--spec", spec, "--threads", "1",
+                     cwd=cwd)
+
+    def snakemake(folder, *args, cwd):
+        script = Path(folder) / "snakemake"
+        script.write_text("import time\ntime.sleep(120)\n")
+        return start(str(script), *args, cwd=cwd)
+
+    start.train, start.snakemake = train, snakemake
+    yield start
+    for proc in procs:
+        proc.kill()
+        proc.wait()
+
+
+RUNS = [("disc", "cifar10", m, s) for m in ("resnet20", "resnet32") for s in range(4)]
+METRICS_S2 = Path("results/p/runs/disc/cifar10/resnet20/seed2/metrics.json")  # of the running run, from tmp_path
 
 
 @pytest.fixture
@@ -56,7 +94,7 @@ def survey(tmp_path):
 def test_status_counts_runs_and_estimates_time_left_per_model(survey):
     cfg, results = survey
     runs = [("disc", "cifar10", m, s) for m in ("resnet20", "resnet32") for s in range(4)]
-    prog = progress(results / "p", runs, "p")
+    prog = progress(results / "p", runs, "p", live=None)  # no /proc: the logs' age decides
     assert (len(prog.done), len(prog.running), len(prog.failed), len(prog.left)) == (3, 1, 2, 2)
     assert ("disc", "cifar10", "resnet32", 2) in prog.failed
     # left: resnet20 s3 (mean 150 s) + resnet32 s3 (600 s); running: half of resnet20's 150 s; one job at a time
@@ -65,12 +103,20 @@ def test_status_counts_runs_and_estimates_time_left_per_model(survey):
                            "(mean of 3 finished runs, 1 at a time)")
 
 
-def test_status_command_prints_the_line_and_lists_failures(survey, capsys):
+@PROC
+def test_status_command_prints_the_line_and_lists_failures(survey, capsys, spawn):
     cfg, results = survey
+    spawn.train(METRICS_S2, cwd=results.parent)  # resnet20 seed2 trains; resnet32 seed2's job is gone
     assert main(["status", str(cfg), "--results", str(results), "-v"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0].startswith("p: 3/8 done, 1 running, 2 failed, 2 left; about 14 min")
-    assert sum(line.startswith("failed: disc/cifar10/resnet32/seed") for line in out) == 2
+    # left 150 + 600 s, stopped 600 s (counted whole), running half of 150 s: 1,425 s, one job at a time
+    assert out[0] == ("p: 3/8 done, 1 running, 1 stopped, 1 failed, 2 left; about 24 min left "
+                      "(mean of 3 finished runs, 1 at a time)")
+    assert [ln for ln in out if ln.startswith("failed: ")] == [
+        f"failed: disc/cifar10/resnet32/seed1 (log: {results}/p/logs/train/disc/cifar10/resnet32/seed1.log): "
+        "record status diverged"]
+    assert (f"stopped disc/cifar10/resnet32/seed2: no live process; no checkpoint: restarts from epoch 1; "
+            f"no Snakemake works in {results.parent.resolve()}: rerun it (--rerun-incomplete) to resume") in out
 
 
 def test_status_finds_a_preset_by_name_and_names_the_known_ones(survey):
@@ -80,8 +126,10 @@ def test_status_finds_a_preset_by_name_and_names_the_known_ones(survey):
         find_config("q", cfg.parent)
 
 
-def test_status_shows_the_running_runs_epoch_error_and_time_left(survey, capsys):
+@PROC
+def test_status_shows_the_running_runs_epoch_error_and_time_left(survey, capsys, spawn):
     cfg, results = survey
+    spawn.train(results.parent / METRICS_S2)
     run = results / "p" / "runs" / "disc" / "cifar10" / "resnet20" / "seed2"
     run.mkdir(parents=True)
     # two epochs of 391 steps done, the last at 61.5% test accuracy
@@ -136,10 +184,133 @@ def test_a_record_with_an_unknown_status_is_invalid_not_failed_and_says_why(surv
     rec = json.loads(bad.read_text())
     bad.write_text(json.dumps({**rec, "status": "nan_loss"}))  # a status no debench writes
     runs = [("disc", "cifar10", m, s) for m in ("resnet20", "resnet32") for s in range(4)]
-    prog = progress(results / "p", runs, "p")
+    prog = progress(results / "p", runs, "p", live=None)
     assert ("disc", "cifar10", "resnet32", 1) not in prog.failed and len(prog.failed) == 1
     assert [r for r, _ in prog.invalid] == [("disc", "cifar10", "resnet32", 1)]
     assert str(bad) in prog.invalid[0][1] and "column 'status': 'nan_loss' is not one of" in prog.invalid[0][1]
     assert "1 failed, 2 left, 1 invalid record(s);" in prog.line()
     assert main(["status", str(cfg), "--results", str(results)]) == 0
     assert f"invalid record: {bad}, column 'status'" in capsys.readouterr().out
+
+
+# issue 28.4: status misreports
+
+
+def test_a_finished_preset_shows_no_time_left(tmp_path):
+    results = tmp_path / "results" / "p"
+    runs = [("disc", "cifar10", "resnet20", s) for s in range(2)]
+    for seed in range(2):
+        record(results, "resnet20", seed, bench_s=100)
+    prog = progress(results, runs, "p", live=Live())
+    assert prog.line() == "p: 2/2 done, 0 running, 0 failed, 0 left; nothing left to run"  # was "about 1 min left"
+    record(results, "resnet32", 0, status="diverged")
+    prog = progress(results, runs + [("disc", "cifar10", "resnet32", 0)], "p", live=Live())
+    assert prog.line().endswith("1 failed, 0 left; nothing left to run (rerun the failed runs to finish)")
+
+
+def test_status_refuses_a_results_folder_that_does_not_exist(survey, capsys):
+    cfg, results = survey
+    assert main(["status", str(cfg), "--results", str(results / "nonexistent")]) == 2
+    out = capsys.readouterr()
+    assert out.out == ""
+    assert out.err.startswith(f"debench status: error: results folder {results / 'nonexistent'} does not exist")
+    assert len(out.err.strip().splitlines()) == 1
+    # an existing results folder where the preset has not started yet is fine: everything is left
+    (results.parent / "empty").mkdir()
+    assert main(["status", str(cfg), "--results", str(results.parent / "empty")]) == 0
+    assert capsys.readouterr().out.startswith("p: 0/8 done, 0 running, 0 failed, 8 left;")
+
+
+@pytest.mark.parametrize("live", [None, Live(), Live(snakemakes=[1], remote=True)], ids=["no-proc", "local", "cluster"])
+def test_a_log_ending_in_an_error_is_failed_not_running(tmp_path, live):
+    results = tmp_path / "results" / "p"
+    corrupt = ("debench train: error: dataset cache resources/data/npz/cifar10.npz is corrupt: sha256 expected "
+               "ab12, found cd34; delete it and rerun")
+    job_log(results, "resnet20", 0, age_s=5, text=corrupt + "\n")
+    job_log(results, "resnet20", 1, age_s=5, text="[resnet20/cifar10/seed1] epoch 1/2 step 3\nTraceback (most "
+            "recent call last):\n  File \"x.py\", line 1, in <module>\nRuntimeError: CUDA error: device-side assert\n")
+    runs = [("disc", "cifar10", "resnet20", s) for s in range(2)]
+    prog = progress(results, runs, "p", live=live)
+    assert prog.failed == runs and not prog.running and not prog.stopped  # was: running for 30 min
+    assert prog.why[runs[0]] == f"its log ends with {corrupt!r}"
+    assert prog.why[runs[1]] == "its log ends with 'RuntimeError: CUDA error: device-side assert'"
+
+
+def test_a_traceback_before_later_progress_is_not_an_error(tmp_path):
+    results = tmp_path / "results" / "p"
+    job_log(results, "resnet20", 0, age_s=5, text="Traceback (most recent call last):\nConnectionError: mlflow down\n"
+            "[resnet20/cifar10/seed0] epoch 2/9 step 40\n")
+    prog = progress(results, [("disc", "cifar10", "resnet20", 0)], "p", live=None)
+    assert len(prog.running) == 1
+
+
+def test_a_truncated_record_whose_log_says_ok_is_invalid_and_says_so(tmp_path, capsys):
+    results = tmp_path / "results" / "p"
+    record(results, "resnet20", 0)
+    metrics = results / "runs" / "disc" / "cifar10" / "resnet20" / "seed0" / "metrics.json"
+    metrics.write_text(metrics.read_text()[:40])  # truncated after the run finished
+    job_log(results, "resnet20", 0, age_s=600,
+            text="[resnet20/cifar10/seed0] epoch 2/2 step 8\nresnet20 cifar10 seed 0: status ok, test_error 7.5\n")
+    prog = progress(results, [("disc", "cifar10", "resnet20", 0)], "p", live=Live())
+    assert not prog.failed and [r for r, _ in prog.invalid] == [("disc", "cifar10", "resnet20", 0)]
+    why = prog.invalid[0][1]
+    assert why.startswith(f"{metrics}: unreadable (")
+    assert why.endswith("its job's log ends with 'resnet20 cifar10 seed 0: status ok, test_error 7.5': the run "
+                        "finished and its record was damaged since; delete the record to rerun it")
+
+
+def test_a_run_with_no_live_process_is_stopped_and_resumes_from_its_checkpoint(tmp_path):
+    results = tmp_path / "results" / "p"
+    run = ("disc", "cifar10", "resnet20", 0)
+    job_log(results, "resnet20", 0, age_s=5, text="[resnet20/cifar10/seed0] epoch 4/164 step 1217\n"
+            "[resnet20/cifar10/seed0] epoch 4/164 step 1220\n")  # cut mid-epoch by a machine stop
+    ck = results / "checkpoints" / "disc" / "cifar10" / "resnet20" / "seed0"
+    (ck / "old").mkdir(parents=True)
+    (ck / "old" / "ckpt-epoch00009.pt").write_bytes(b"")  # a superseded configuration's
+    os.utime(ck / "old" / "ckpt-epoch00009.pt", (time.time() - 3600,) * 2)
+    (ck / "h").mkdir()
+    for epoch in (2, 3):
+        (ck / "h" / f"ckpt-epoch{epoch:05d}.pt").write_bytes(b"")
+    # no Snakemake in the workflow folder: stopped, and says how to resume (was: running, a fresh log)
+    prog = progress(results, [run], "p", live=Live())
+    assert prog.stopped == [run] and not prog.running and not prog.failed
+    assert prog.why[run] == (f"no live process; resumes from checkpoint epoch 3; no Snakemake works in "
+                             f"{tmp_path.resolve()}: rerun it (--rerun-incomplete) to resume")
+    assert "1 running" not in prog.line() and "0 running, 1 stopped, 0 failed, 0 left" in prog.line()
+    # a Snakemake of this host that runs its jobs here: the run waits for it, it is not running
+    prog = progress(results, [run], "p", live=Live(snakemakes=[4242]))
+    assert prog.stopped == [run] and prog.why[run] == "no live process; resumes from checkpoint epoch 3"
+    # a Snakemake that submits to a cluster: this host cannot tell, a fresh log counts as running
+    assert progress(results, [run], "p", live=Live(snakemakes=[4242], remote=True)).running == [run]
+
+
+@PROC
+def test_live_jobs_reads_train_and_snakemake_processes_of_this_host(tmp_path, spawn):
+    work, other = tmp_path / "work", tmp_path / "elsewhere"
+    work.mkdir()
+    other.mkdir()
+    mine = lambda live: [m for m in live.trains if m.startswith(str(tmp_path.resolve()))]  # noqa: E731
+    live = live_jobs(work)
+    assert mine(live) == [] and live.snakemakes == [] and live.remote is False
+    train = spawn.train(Path("results/p/runs/e/d/m/seed0/metrics.json"), cwd=work)  # relative to its folder
+    spawn.snakemake(tmp_path, "--cores", "2", "--rerun-incomplete", cwd=work)
+    live = live_jobs(work)
+    assert mine(live) == [str((work / "results/p/runs/e/d/m/seed0/metrics.json").resolve())]
+    assert live.trains[mine(live)[0]] == train.pid
+    assert len(live.snakemakes) == 1 and live.remote is False
+    spawn.snakemake(tmp_path, "--executor", "slurm", cwd=work)  # a cluster executor: jobs run elsewhere
+    spawn.snakemake(tmp_path, "--executor=slurm", cwd=other)  # another workflow folder: not this one's
+    live = live_jobs(work)
+    assert len(live.snakemakes) == 2 and live.remote is True
+
+
+def test_a_profile_naming_a_cluster_executor_counts_as_remote(tmp_path):
+    from debench.status import _may_run_remotely
+
+    for name, text in (("local", "cores: all\n"), ("slurm", "executor: slurm\njobs: 100\n")):
+        (tmp_path / "profiles" / name).mkdir(parents=True)
+        (tmp_path / "profiles" / name / "config.yaml").write_text(text)
+    assert _may_run_remotely(["snakemake", "--workflow-profile", "profiles/local"], tmp_path) is False
+    assert _may_run_remotely(["snakemake", "--profile", "profiles/slurm"], tmp_path) is True
+    assert _may_run_remotely(["snakemake", "--cluster", "sbatch"], tmp_path) is True
+    assert _may_run_remotely(["snakemake", "--profile", "profiles/missing"], tmp_path) is True  # unreadable

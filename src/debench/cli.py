@@ -255,18 +255,26 @@ def cmd_status(a: argparse.Namespace) -> int:
     from debench.config import load_config
     from debench.status import expected_runs, find_config, progress, run_protocol, running_line
 
+    if not Path(a.results).is_dir():
+        print(f"debench status: error: results folder {a.results} does not exist (--results names the folder "
+              "holding <preset>/, `results` of the workflow folder by default)", file=sys.stderr)
+        return 2
     path = find_config(a.config)
     preset, runs = expected_runs(path)
-    prog = progress(Path(a.results) / preset, runs, preset, stale_s=60 * a.stale_min)
+    results = Path(a.results) / preset
+    prog = progress(results, runs, preset, stale_s=60 * a.stale_min)
     print(prog.line())
     config = load_config(path) if prog.running else None
     for run in prog.running:
-        line = running_line(Path(a.results) / preset, run, run_protocol(config, run))
+        line = running_line(results, run, run_protocol(config, run))
         if line:
             print(line)
+    name = lambda run: f"{'/'.join(map(str, run[:3]))}/seed{run[3]}"  # noqa: E731
+    for run in prog.stopped:  # always: no process trains them
+        print(f"stopped {name(run)}: {prog.why[run]}")
     for run in prog.failed if a.verbose else []:
-        print(f"failed: {'/'.join(map(str, run[:3]))}/seed{run[3]} (log: {Path(a.results) / preset / 'logs' / 'train'}"
-              f"/{'/'.join(map(str, run[:3]))}/seed{run[3]}.log)")
+        print(f"failed: {name(run)} (log: {results / 'logs' / 'train' / name(run)}.log)"
+              + (f": {prog.why[run]}" if run in prog.why else ""))
     for _, why in prog.invalid:  # always: a record the report would refuse
         print(f"invalid record: {why}")
     return 0

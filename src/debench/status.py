@@ -1,19 +1,33 @@
 """Progress of a preset's DAG in one line, from the run records alone (``debench status``).
 
-A run is *done* when its ``metrics.json`` says ``status: ok``, *failed* when its record says
-otherwise (a NaN loss, a solver failure) or when its job left a log but no record and the log
-has been quiet for ``stale_s``, *running* when its log is younger than that, and *left* when the
-config expects it and nothing of it exists yet. A record that is unreadable or breaks the
-run-record schema (:mod:`debench.record_format`) is *invalid*, with the reason: an unknown
-``status`` is never counted as a failure. The time left is the mean wall time of the
-finished runs of the same model (Snakemake's benchmark file, else the record's train time; all
-finished runs where a model has none) times the runs left (a running run counts half), divided
-by the jobs running at once.
+A run is *done* when its ``metrics.json`` says ``status: ok`` and *failed* when its record says
+otherwise (a NaN loss, a solver failure). A record that is unreadable or breaks the run-record
+schema (:mod:`debench.record_format`) is *invalid*, with the reason (and, when its job's log says
+the run finished, that too): an unknown ``status`` is never counted as a failure. A run whose job
+left a log but no record is
+
+* *running* when a live ``debench train`` process of this host trains it (read from ``/proc``);
+* *failed* when its log ends in an error (a traceback, ``debench train: error: ...``), or says
+  the run finished although no record is there;
+* *stopped* when no live process trains it and none will on another host: no Snakemake works in
+  the folder above ``results/``, or the ones that do run their jobs on this host (a machine stop,
+  a killed Snakemake); the line says the checkpoint epoch it resumes from;
+* else (no ``/proc``, or a Snakemake that submits jobs to a cluster): *running* while its log is
+  younger than ``stale_s``, *failed* after.
+
+A run is *left* when the config expects it and nothing of it exists yet. The time left is the
+mean wall time of the finished runs of the same model (Snakemake's benchmark file, else the
+record's train time; all finished runs where a model has none) times the runs left or stopped
+(a running run counts half), divided by the jobs running at once; with nothing left to run, the
+line says so instead.
 """
 
 from __future__ import annotations
 
 import csv
+import json
+import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,23 +47,190 @@ class Progress:
     failed: list[tuple] = field(default_factory=list)
     left: list[tuple] = field(default_factory=list)
     invalid: list[tuple[tuple, str]] = field(default_factory=list)  # (run, why its record was refused)
+    stopped: list[tuple] = field(default_factory=list)  # a log, no record, and no live process
+    why: dict[tuple, str] = field(default_factory=dict)  # a failed or stopped run: what its log or the host says
     eta_s: float | None = None
     durations: int = 0
 
     def line(self) -> str:
         """The one-line summary ``debench status`` prints."""
-        total = len(self.done) + len(self.running) + len(self.failed) + len(self.left) + len(self.invalid)
-        eta = "no finished run to estimate the time left from" if self.eta_s is None else (
-            f"about {_hms(self.eta_s)} left (mean of {self.durations} finished runs, "
-            f"{max(len(self.running), 1)} at a time)")
+        total = (len(self.done) + len(self.running) + len(self.failed) + len(self.left) + len(self.invalid)
+                 + len(self.stopped))
+        if not (self.running or self.left or self.stopped):
+            eta = "nothing left to run" + (" (rerun the failed runs to finish)" if self.failed or self.invalid else "")
+        elif self.eta_s is None:
+            eta = "no finished run to estimate the time left from"
+        else:
+            eta = (f"about {_hms(self.eta_s)} left (mean of {self.durations} finished runs, "
+                   f"{max(len(self.running), 1)} at a time)")
         return (f"{self.preset}: {len(self.done)}/{total} done, {len(self.running)} running, "
-                f"{len(self.failed)} failed, {len(self.left)} left"
+                + (f"{len(self.stopped)} stopped, " if self.stopped else "")
+                + f"{len(self.failed)} failed, {len(self.left)} left"
                 f"{f', {len(self.invalid)} invalid record(s)' if self.invalid else ''}; {eta}")
 
 
 def _hms(seconds: float) -> str:
     m = int(round(seconds / 60))
-    return f"{m // 60} h {m % 60:02d} min" if m >= 60 else f"{max(m, 1)} min"
+    return f"{m // 60} h {m % 60:02d} min" if m >= 60 else (f"{m} min" if m >= 1 else "under 1 min")
+
+
+@dataclass
+class Live:
+    """What this host's processes tell about the jobs of one workflow folder (:func:`live_jobs`)."""
+
+    trains: dict[str, int] = field(default_factory=dict)  # resolved metrics.json path -> pid of its `debench train`
+    snakemakes: list[int] = field(default_factory=list)  # Snakemake processes working in the workflow folder
+    remote: bool = False  # one of them may run jobs on other hosts (a cluster executor): absence proves nothing
+
+
+_REMOTE_FLAGS = ("--cluster", "--cluster-generic-submit-cmd", "--cluster-sync", "--slurm", "--kubernetes",
+                 "--drmaa", "--flux", "--tibanna", "--google-lifesciences")
+_REMOTE_KEYS = ("cluster", "cluster-generic-submit-cmd", "cluster-sync", "slurm", "kubernetes", "drmaa", "flux")
+
+
+def _option(argv: list[str], names: tuple[str, ...]) -> list[str]:
+    """The values of the options ``names`` in ``argv`` (``--x v`` and ``--x=v``)."""
+    found = []
+    for i, arg in enumerate(argv):
+        key, eq, value = arg.partition("=")
+        if key in names:
+            found.append(value if eq else (argv[i + 1] if i + 1 < len(argv) else ""))
+    return found
+
+
+def _train_metrics(argv: list[str], cwd: Path | None) -> str | None:
+    """The resolved ``metrics.json`` path a ``debench train --spec ...`` command line writes, else None."""
+    at = next((i for i in range(1, len(argv)) if argv[i] == "train"
+               and (Path(argv[i - 1]).name == "debench" or argv[i - 1] == "debench.cli")), None)
+    if at is None:
+        return None
+    specs = _option(argv[at + 1:], ("--spec",))
+    try:
+        text = specs[0]
+        if text.startswith("@"):
+            text = (Path(cwd or ".") / text[1:]).read_text()
+        metrics = Path(json.loads(text)["paths"]["metrics"])
+    except (IndexError, OSError, ValueError, KeyError, TypeError):
+        return None
+    if not metrics.is_absolute():
+        if cwd is None:
+            return None
+        metrics = cwd / metrics
+    return os.path.realpath(metrics)
+
+
+def _is_snakemake(argv: list[str]) -> bool:
+    return (Path(argv[0]).name == "snakemake" or (len(argv) > 1 and Path(argv[1]).name == "snakemake")
+            or argv[1:3] == ["-m", "snakemake"])
+
+
+def _may_run_remotely(argv: list[str], cwd: Path) -> bool:
+    """Whether a Snakemake command line (with its profiles) may submit jobs to other hosts."""
+    if any(arg.partition("=")[0] in _REMOTE_FLAGS for arg in argv):
+        return True
+    if any(v not in ("local", "dryrun", "touch") for v in _option(argv, ("--executor", "-e"))):
+        return True
+    profiles = _option(argv, ("--profile", "--workflow-profile"))
+    if not _option(argv, ("--workflow-profile",)) and (cwd / "profiles" / "default").is_dir():
+        profiles.append(str(cwd / "profiles" / "default"))  # Snakemake 8's default workflow profile
+    for name in profiles:
+        if name == "none":
+            continue
+        places = [cwd / name, Path.home() / ".config" / "snakemake" / name, Path("/etc/xdg/snakemake") / name]
+        folder = next((p for p in places if p.is_dir()), None)
+        try:
+            settings = yaml.safe_load(((folder or places[0]) / "config.yaml").read_text()) or {}
+        except (OSError, yaml.YAMLError):
+            return True  # a profile this process cannot read: it may name any executor
+        if not isinstance(settings, dict):
+            return True
+        if str(settings.get("executor", "local")) not in ("local", "dryrun", "touch") or any(
+                k in settings for k in _REMOTE_KEYS):
+            return True
+    return False
+
+
+def live_jobs(workdir: Path, proc: Path = Path("/proc")) -> Live | None:
+    """The live ``debench train`` processes of this host and the Snakemake processes working in
+    ``workdir`` (the folder above ``results/``), read from ``proc``; None without a ``/proc``.
+
+    A process whose working directory cannot be read (another user's) counts as working in
+    ``workdir``: a Snakemake that might run the jobs is never missed.
+    """
+    if not (proc / "self" / "cmdline").exists():
+        return None
+    workdir, live, me = Path(os.path.realpath(workdir)), Live(), os.getpid()
+    try:
+        entries = [d for d in proc.iterdir() if d.name.isdigit() and int(d.name) != me]
+    except OSError:
+        return None
+    for d in entries:
+        try:
+            raw = (d / "cmdline").read_bytes()
+        except OSError:
+            continue  # ended meanwhile
+        argv = [a.decode(errors="replace") for a in raw.split(b"\0")[:-1 if raw.endswith(b"\0") else None]]
+        if not argv:
+            continue  # a zombie or a kernel thread
+        try:
+            cwd = Path(os.readlink(d / "cwd"))
+        except OSError:
+            cwd = None
+        metrics = _train_metrics(argv, cwd)
+        if metrics is not None:
+            live.trains[metrics] = int(d.name)
+        elif _is_snakemake(argv) and (cwd is None or cwd == workdir):
+            live.snakemakes.append(int(d.name))
+            live.remote = live.remote or _may_run_remotely(argv, cwd or workdir)
+    return live
+
+
+_PROGRESS = re.compile(r"^\[[^\]]+\] epoch \d+")
+_FINISHED = re.compile(r"^\S+ \S+ seed \d+: status (\S+?),")
+_ERROR_LINE = re.compile(r"^debench [\w-]+: (error: |out of GPU memory)")
+
+
+def log_end(log: Path) -> tuple[str, str] | None:
+    """How a job's log ends: ``("error", last line)`` for a traceback after the last progress line or
+    a ``debench ...: error:`` line, ``("finished", status line)`` when ``debench train`` printed the
+    run's status, else None (still training, or cut off)."""
+    try:
+        with log.open("rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 16384))
+            lines = [ln.strip() for ln in f.read().decode(errors="replace").splitlines()]
+    except OSError:
+        return None
+    lines = [ln for ln in lines if ln]
+    if not lines:
+        return None
+    last_progress = max((i for i, ln in enumerate(lines) if _PROGRESS.match(ln)), default=-1)
+    if _FINISHED.match(lines[-1]):
+        return "finished", lines[-1]
+    if _ERROR_LINE.match(lines[-1]) or any(
+            ln.startswith("Traceback (most recent call last)") for ln in lines[last_progress + 1:]):
+        return "error", lines[-1]
+    return None
+
+
+def checkpoint_epoch(results: Path, run: tuple) -> int | None:
+    """The epoch of a run's newest checkpoint (in its newest config-hash folder), None without one."""
+    ckpts = _checkpoints(results, Path(run[0]) / run[1] / run[2] / f"seed{run[3]}")
+    epochs = [int(m.group(1)) for q in ckpts if (m := re.match(r"ckpt-epoch(\d+)\.pt$", q.name))]
+    return max(epochs) if epochs else None
+
+
+def _checkpoints(results: Path, rel: Path) -> list[Path]:
+    """A run's checkpoints, oldest first, in its newest config-hash folder only (another folder
+    belongs to a superseded configuration); one removed while listed is left out."""
+    def mtime(q: Path) -> float:
+        try:
+            return q.stat().st_mtime
+        except OSError:
+            return float("nan")
+
+    ckpts = [(t, q) for q in (results / "checkpoints" / rel).glob("*/ckpt-epoch*.pt") if (t := mtime(q)) == t]
+    ckpts.sort(key=lambda tq: tq[0])
+    return [q for _, q in ckpts if q.parent == ckpts[-1][1].parent]
 
 
 def expected_runs(config_path: Path) -> tuple[str, list[tuple]]:
@@ -76,20 +257,25 @@ def _duration(results: Path, run: tuple, record: dict) -> float | None:
 
 
 def progress(results: Path, runs: list[tuple], preset: str, stale_s: float = 1800.0,
-             now: float | None = None) -> Progress:
+             now: float | None = None, live: Live | None | bool = True) -> Progress:
     """Classify every expected run of ``results`` (``results/<preset>``) and estimate the time left.
 
     Args:
         results: the preset's results folder.
         runs: the runs the config expects, as ``(experiment, dataset, model, seed)``.
         preset: its name, for the summary line.
-        stale_s: seconds after which a job's quiet log without a record counts as failed.
+        stale_s: seconds after which a job's quiet log without a record counts as failed, where
+            this host cannot tell whether its process lives.
         now: the current time (tests pass it).
+        live: the host's live jobs (:func:`live_jobs`); True (default) reads them for the folder
+            above ``results/``; None: unknown, the log's age decides.
 
     Returns:
         A :class:`Progress`.
     """
     now = time.time() if now is None else now
+    if live is True:
+        live = live_jobs(Path(results).resolve().parent.parent)
     out, spent = Progress(preset), {}
     for run in runs:
         rel = Path(run[0]) / run[1] / run[2] / f"seed{run[3]}"
@@ -99,7 +285,10 @@ def progress(results: Path, runs: list[tuple], preset: str, stale_s: float = 180
             try:
                 record = read_record(metrics)  # parsed and checked against the run-record schema
             except RecordFormatError as exc:
-                out.invalid.append((run, str(exc)))
+                end = log_end(log)
+                out.invalid.append((run, str(exc) + (
+                    f"; its job's log ends with {end[1]!r}: the run finished and its record was damaged "
+                    "since; delete the record to rerun it" if end and end[0] == "finished" else "")))
                 continue
             if record["status"] == "ok":
                 out.done.append(run)
@@ -108,8 +297,9 @@ def progress(results: Path, runs: list[tuple], preset: str, stale_s: float = 180
                     spent.setdefault(run[2], []).append(seconds)
             else:
                 out.failed.append(run)
+                out.why[run] = f"record status {record['status']}"
         elif log.exists():
-            (out.running if now - log.stat().st_mtime < stale_s else out.failed).append(run)
+            _classify_job(out, results, run, log, os.path.realpath(metrics), live, now - _mtime(log) < stale_s)
         else:
             out.left.append(run)
     every = [s for v in spent.values() for s in v]
@@ -120,9 +310,44 @@ def progress(results: Path, runs: list[tuple], preset: str, stale_s: float = 180
             own = spent.get(run[2])
             return sum(own) / len(own) if own else mean
 
-        work = sum(per(r) for r in out.left) + sum(per(r) / 2 for r in out.running)
+        work = sum(per(r) for r in out.left + out.stopped) + sum(per(r) / 2 for r in out.running)
         out.eta_s, out.durations = work / max(len(out.running), 1), len(every)
     return out
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _classify_job(out: Progress, results: Path, run: tuple, log: Path, metrics: str, live: Live | None,
+                  fresh: bool) -> None:
+    """A run with a job log and no record: running, failed or stopped (the module's rules)."""
+    if live is not None and metrics in live.trains:
+        out.running.append(run)
+        return
+    end = log_end(log)
+    if end is not None:
+        out.failed.append(run)
+        out.why[run] = (f"its log ends with {end[1]!r}" if end[0] == "error" else
+                        f"its log ends with {end[1]!r} but it has no metrics.json (removed since?)")
+        return
+    if live is not None and not (live.snakemakes and live.remote):
+        epoch = checkpoint_epoch(results, run)
+        out.stopped.append(run)
+        out.why[run] = ("no live process; " + (f"resumes from checkpoint epoch {epoch}" if epoch is not None
+                                               else "no checkpoint: restarts from epoch 1")
+                        + ("" if live.snakemakes else
+                           f"; no Snakemake works in {Path(results).resolve().parent.parent}: rerun it "
+                           "(--rerun-incomplete) to resume"))
+        return
+    if fresh:
+        out.running.append(run)
+    else:
+        out.failed.append(run)
+        out.why[run] = "its log has been quiet too long and no record was written"
 
 
 def run_protocol(config: dict, run: tuple) -> dict:
@@ -158,8 +383,7 @@ def running_line(results: Path, run: tuple, protocol: dict | None = None) -> str
     protocol = protocol or {}
     total = protocol.get("iterations") or (round(protocol["epochs"] * per_epoch) if protocol.get("epochs") else None)
     # checkpoints sit in one folder per config hash: only the newest folder is this run's
-    ckpts = sorted((results / "checkpoints" / rel).glob("*/ckpt-epoch*.pt"), key=lambda q: q.stat().st_mtime)
-    ckpts = [q for q in ckpts if ckpts and q.parent == ckpts[-1].parent]
+    ckpts = _checkpoints(results, rel)
     if len(ckpts) >= 2:
         epoch_s, how = ckpts[-1].stat().st_mtime - ckpts[-2].stat().st_mtime, "wall"
     else:
