@@ -1,4 +1,4 @@
-"""The ``debench`` command: train, prepare-data, models, track, mlflow-server, aggregate, report, status, fork-server."""
+"""The ``debench`` command line; ``debench --help`` lists its commands (:func:`build_parser`)."""
 
 from __future__ import annotations
 
@@ -74,12 +74,23 @@ def cmd_prepare(a: argparse.Namespace) -> int:
     return 0
 
 
+def table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
+    """``header`` and ``rows`` as lines of aligned columns: each column as wide as its longest cell,
+    two spaces between columns, the last column unpadded."""
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header) - 1)]
+    return ["  ".join([*(f"{str(c):<{w}}" for c, w in zip(r, widths)), str(r[-1])]) for r in [header, *rows]]
+
+
 def cmd_models(a: argparse.Namespace) -> int:
     from debench.registry import list_models, model_info
 
-    for name in list_models(a.pattern, family=a.family):
-        i = model_info(name)
-        print(f"{name:28s} {i.family:11s} {i.task:10s} {i.scheme:34s} {i.paper}")
+    names = list_models(a.pattern, family=a.family)
+    if not names:
+        print(f"debench models: no registered model matches {a.pattern!r}"
+              + (f" in family {a.family!r}" if a.family else ""), file=sys.stderr)
+        return 1
+    rows = [(n, (i := model_info(n)).family, i.task, i.scheme, i.paper) for n in names]
+    print("\n".join(table(("model", "family", "task", "scheme", "paper"), rows)))
     return 0
 
 
@@ -287,10 +298,13 @@ def cmd_fork_server(a: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    p = argparse.ArgumentParser(prog="debench", description=__doc__)
-    sub = p.add_subparsers(dest="cmd", required=True)
+def build_parser() -> argparse.ArgumentParser:
+    """The ``debench`` argument parser; its description names every subcommand (generated, so a new
+    command cannot be left out of ``debench --help``)."""
+    p = argparse.ArgumentParser(prog="debench", usage="%(prog)s [-h] COMMAND ...",
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND", prog="debench",
+                           help=argparse.SUPPRESS)  # listed in the description
 
     t = sub.add_parser("train", help="train one run from a JSON spec (the Snakemake train rule calls this)")
     t.add_argument("--spec", required=True, help="run spec as JSON, or @path to a JSON file")
@@ -418,11 +432,12 @@ def main(argv: list[str] | None = None) -> int:
     ca.add_argument("--resume", action="store_true", help="keep the models --out already measured on this device")
     ca.set_defaults(func=cmd_calibrate)
 
-    st = sub.add_parser("status", help="one line: runs done, running, failed and left, and the time left")
+    st = sub.add_parser("status", help="one line: runs done, running, stopped, failed and left, and the time left")
     st.add_argument("config", help="the config file, or a preset name found in config/*.yaml")
     st.add_argument("--results", default="results", help="folder holding results/<preset>/")
     st.add_argument("--stale-min", type=float, default=30.0,
-                    help="minutes after which a job's quiet log without metrics.json counts as failed")
+                    help="minutes after which a job's quiet log without metrics.json counts as failed, where this "
+                         "host cannot tell whether its process lives (no /proc, a cluster executor)")
     st.add_argument("-v", "--verbose", action="store_true", help="also list each failed run and its log")
     st.set_defaults(func=cmd_status)
 
@@ -433,6 +448,20 @@ def main(argv: list[str] | None = None) -> int:
     fs.add_argument("--idle-s", type=float, default=900.0, help="end after this many seconds without a job")
     fs.set_defaults(func=cmd_fork_server)
 
+    import shutil
+    import textwrap
+
+    helps = {c.dest: c.help for c in sub._choices_actions}
+    width, columns = max(map(len, sub.choices)), max(shutil.get_terminal_size().columns - 2, 60)
+    p.description = "debench: the DE-inspired deep nets benchmark. Commands (`debench COMMAND --help`):\n" + "\n".join(
+        textwrap.fill(f"  {name:<{width}}  {helps.get(name) or ''}", columns, subsequent_indent=" " * (width + 4))
+        for name in sub.choices)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    p = build_parser()
     a = p.parse_args(argv)
     try:
         return a.func(a)
