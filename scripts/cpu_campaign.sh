@@ -3,7 +3,7 @@
 # protocol, 3 seeds, one job at a time on 2 threads, nice'd so tests and other work come first.
 #
 #   make cpu-campaign                      # in the background: nohup, log in results/cpu_campaign/campaign.log
-#   debench status cpu_campaign            # seeds done, epoch and error of the running one, time left
+#   .venv/bin/debench status cpu_campaign  # seeds done, epoch and error of the running one, time left
 #
 # The code is pinned: the first start records a commit in results/cpu_campaign/COMMIT and checks it
 # out as a git worktree under .campaign/<commit>; every later start (a new session, a reboot) runs
@@ -36,7 +36,7 @@ snakemake=${SNAKEMAKE:-$root/.venv/bin/snakemake}
 # that lock is stale and is released here, so a plain restart resumes instead of failing.
 pidfile=$out/campaign.pid
 if [ -s "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
-    echo "cpu campaign already running (pid $(cat "$pidfile")); follow it with: debench status cpu_campaign" >&2
+    echo "cpu campaign already running (pid $(cat "$pidfile")); follow it with: .venv/bin/debench status cpu_campaign" >&2
     exit 1
 fi
 echo $$ > "$pidfile"
