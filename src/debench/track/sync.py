@@ -26,8 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from debench.record_format import RecordFormatError, flat_params, read_record, write_record
-from debench.track.tracker import EPOCH_PREFIX, cap_http_retries, ensure_experiment, hide_credentials_from_mlflow, redact
+from debench.record_format import RecordFormatError, read_record, write_record
+from debench.track.tracker import (EPOCH_PREFIX, cap_http_retries, ensure_experiment, hide_credentials_from_mlflow,
+                                   memory_metrics, redact, run_params)
 
 log = logging.getLogger("debench.track")
 _NOT_METRICS = ("schema_version", "seed", "epoch", "step")
@@ -147,7 +148,7 @@ def _upload(client: Any, path: Path, rec: dict[str, Any], replaces: str | None) 
 
 
 def _params(rec: dict[str, Any]) -> dict[str, Any]:
-    return flat_params(rec)  # the live run logs the same parameters (debench.train.loop)
+    return run_params(rec)  # the live run ends with the same parameters (debench.track.tracker)
 
 
 def _number(v: Any) -> float | None:
@@ -168,7 +169,7 @@ def _final_metrics(rec: dict[str, Any]) -> dict[str, float]:
         f = _number(v)
         if f is not None:
             out[k] = f
-    return out
+    return {**out, **memory_metrics(rec)}  # as the live run logs them
 
 
 def _epoch_rows(path: Path) -> list[dict[str, float]]:

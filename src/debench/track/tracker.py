@@ -5,11 +5,19 @@ The trainer talks to a :class:`Tracker`. :class:`MlflowTracker` logs through an
 stays unreachable, warns once and goes on without tracking (``metrics.json`` stays complete and
 ``debench track sync`` uploads later). :class:`NullTracker` is used when tracking is off or
 MLflow is not installed.
+
+Besides the resolved config, a run carries :data:`GROUP_KEYS` (experiment, table, mode, preset,
+family, ...) as parameters to group and filter the runs table by (:func:`group_params`), the
+memory figures under names that say what they measure (:func:`memory_metrics`), and MLflow's
+own system metrics (CPU, memory, disk, network; GPU with ``pynvml``) sampled by a thread of the
+training process (:data:`SYSTEM_METRICS_INTERVAL_S`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import re
 import time
 from pathlib import Path
@@ -53,6 +61,68 @@ def default_tracking_uri(results_dir: str | Path) -> str:
     return f"sqlite:///{(Path(results_dir) / 'mlflow.db').resolve()}"
 
 
+# MLflow parameters to group and filter runs by, named as in metrics.json. The record's head holds
+# them all; the live run logs those it knows at start (its experiment, the registry's family and
+# task, model, dataset, seed, preset) and the rest (table, mode) from metrics.json at finish.
+GROUP_KEYS = ("experiment", "table", "mode", "preset", "family", "task", "model", "dataset", "seed")
+
+
+def group_params(rec: dict[str, Any]) -> dict[str, str]:
+    """The :data:`GROUP_KEYS` of a record (or its head) as MLflow parameters; None is left out."""
+    return {k: str(rec[k]) for k in GROUP_KEYS if rec.get(k) is not None}
+
+
+def run_params(head: dict[str, Any]) -> dict[str, Any]:
+    """Every parameter of a run: the resolved config (``flat_params``) and :func:`group_params`."""
+    from debench.record_format import flat_params
+
+    return {k: canonical(v) for k, v in {**flat_params(head), **group_params(head)}.items()}
+
+
+def canonical(value: Any) -> Any:
+    """A JSON list or object parameter with its keys sorted, as ``metrics.json`` stores it, so that
+    the live run and ``debench track sync`` log the same text (``flat_params`` keeps the order of
+    the object it was given: the head's in the live run, the sorted file's in a sync)."""
+    if isinstance(value, str) and value[:1] in ("[", "{"):
+        try:
+            return json.dumps(json.loads(value), sort_keys=True)
+        except ValueError:
+            return value
+    return value
+
+
+def memory_metrics(rec: dict[str, Any]) -> dict[str, float]:
+    """Memory figures named for what they measure, from a record (``metrics.json``).
+
+    ``activation_memory_mb`` (the model's: autograd's saved bytes of one training step) is logged
+    under its own name with the other final metrics. Added here: ``cuda_peak_memory_mb``, the
+    record's ``peak_memory_mb`` (``torch.cuda.max_memory_allocated``; null on CPU), and
+    ``process_peak_rss_mb``, the process's peak resident set (``provenance.process_peak_rss_mb``:
+    the interpreter and every library, not the model).
+    """
+    out = {"cuda_peak_memory_mb": rec.get("peak_memory_mb"),
+           "process_peak_rss_mb": (rec.get("provenance") or {}).get("process_peak_rss_mb")}
+    return {k: float(v) for k, v in out.items() if _is_number(v)}
+
+
+# MLflow's system metrics: one sample every SYSTEM_METRICS_INTERVAL_S, their mean logged every
+# SYSTEM_METRICS_SAMPLES samples (one point a minute: ~600 points in a 10-hour run, and one
+# get_run + log_batch a minute per job on a shared store). MLflow's environment variables
+# MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL / _SAMPLES_BEFORE_LOGGING override both;
+# DEBENCH_SYSTEM_METRICS=0 switches them off.
+SYSTEM_METRICS_INTERVAL_S = 30.0
+SYSTEM_METRICS_SAMPLES = 2
+
+
+def system_metrics_available() -> bool:
+    """MLflow's CPU monitor needs psutil (MLflow does not require it); off with DEBENCH_SYSTEM_METRICS=0."""
+    import importlib.util
+
+    if os.environ.get("DEBENCH_SYSTEM_METRICS", "1").strip().lower() in ("0", "false", "no", "off"):
+        return False
+    return importlib.util.find_spec("psutil") is not None
+
+
 class NullTracker:
     run_id: str | None = None
     active = False
@@ -72,10 +142,12 @@ class MlflowTracker:
         experiment_name: debench experiment name.
         retries: attempts per call before tracking is switched off for this run (each attempt
             makes MLflow's own, capped, HTTP retries: :func:`cap_http_retries`).
+        system_metrics: log MLflow's system metrics while the run is open (when
+            :func:`system_metrics_available`).
     """
 
     def __init__(self, tracking_uri: str, experiment_id: str | None, experiment_name: str,
-                 retries: int = 2):
+                 retries: int = 2, system_metrics: bool = True):
         from mlflow.tracking import MlflowClient
 
         cap_http_retries()
@@ -87,6 +159,8 @@ class MlflowTracker:
         self.retries = retries
         self.run_id: str | None = None
         self.active = True
+        self.system_metrics = system_metrics
+        self._monitor: Any = None
 
     def _call(self, what: str, fn, *args: Any, **kwargs: Any) -> Any:
         if not self.active:
@@ -100,6 +174,7 @@ class MlflowTracker:
         log.warning("MLflow %s failed (%s); tracking is off for the rest of this run, metrics.json "
                     "stays complete; upload later with `debench track sync`", what, redact(str(last))[:200])
         self.active = False
+        self._stop_system_metrics(flush=False)
         return None
 
     def start(self, run_name: str, params: dict[str, Any], tags: dict[str, str],
@@ -107,6 +182,7 @@ class MlflowTracker:
         if resume_run_id:
             self.run_id = resume_run_id
             self._call("resume", self.client.update_run, resume_run_id, status="RUNNING")
+            self._start_system_metrics(resume=True)
             return
         if self.experiment_id is None:
             self.experiment_id = self._call("experiment lookup", ensure_experiment, self.client,
@@ -118,9 +194,57 @@ class MlflowTracker:
         self.run_id = run.info.run_id
         from mlflow.entities import Param
 
+        params = {k: canonical(v) for k, v in
+                  {**params, **group_params({**self._known_groups(params), **params})}.items()}
         batch = [Param(k, str(v)[:6000]) for k, v in sorted(params.items())]
         for i in range(0, len(batch), 100):
             self._call("log params", self.client.log_batch, self.run_id, params=batch[i:i + 100])
+        self._start_system_metrics(resume=False)
+
+    def _known_groups(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The :data:`GROUP_KEYS` a run knows before its record exists: experiment, family, task."""
+        out: dict[str, Any] = {"experiment": self.experiment_name}
+        try:
+            from debench.registry import model_info
+
+            info = model_info(str(params["model"]))
+            out.update(family=info.family, task=info.task)
+        except Exception:  # no model param, or a model the registry does not know here
+            pass
+        return out
+
+    def _start_system_metrics(self, resume: bool) -> None:
+        if not (self.system_metrics and self.active and self.run_id and system_metrics_available()):
+            return
+        try:
+            from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+            self._monitor = SystemMetricsMonitor(
+                self.run_id, sampling_interval=SYSTEM_METRICS_INTERVAL_S,
+                samples_before_logging=SYSTEM_METRICS_SAMPLES, resume_logging=resume,
+                tracking_uri=self.uri)
+            self._monitor.start()
+        except Exception as exc:  # a monitor is a view; the run goes on without it
+            log.warning("MLflow system metrics are off for this run (%s)", redact(str(exc))[:200])
+            self._monitor = None
+
+    def _stop_system_metrics(self, flush: bool = True) -> None:
+        """Stop the sampling thread; with ``flush``, log the samples of the unfinished window too
+        (so that a run shorter than one window still shows a point)."""
+        monitor, self._monitor = self._monitor, None
+        if monitor is None:
+            return
+        try:
+            monitor._shutdown_event.set()
+            if monitor._process is not None:
+                monitor._process.join(timeout=60)
+            if flush:
+                pending = monitor.aggregate_metrics()
+                if pending:
+                    monitor.publish_metrics(pending)
+                monitor.mlflow_logger.flush()
+        except Exception as exc:
+            log.warning("MLflow system metrics: the last samples were not logged (%s)", redact(str(exc))[:200])
 
     def log_epoch(self, metrics: dict[str, float], step: int) -> None:
         self._log({EPOCH_PREFIX + k: v for k, v in metrics.items()}, step)
@@ -135,15 +259,50 @@ class MlflowTracker:
         self._call("log metrics", self.client.log_batch, self.run_id, metrics=batch)
 
     def finish(self, metrics: dict[str, float], artifacts: list[Path], status: str) -> None:
+        """Log the run's reported numbers (step 0) and artifacts, then close the run.
+
+        The record (``metrics.json`` among ``artifacts``) also gives the memory figures under
+        their own names (:func:`memory_metrics`) and the :data:`GROUP_KEYS` the run did not know
+        at start (table, mode).
+        """
         if self.run_id is None:
             return
-        self._log(metrics, step=0)
+        self._stop_system_metrics()
+        rec = _read_record(artifacts)
+        self._log({**metrics, **memory_metrics({**rec, **metrics})}, step=0)
+        self._log_missing_params(group_params({"experiment": self.experiment_name, **rec}))
         for path in artifacts:
             if Path(path).exists():
                 self._call("log artifact", self.client.log_artifact, self.run_id, str(path))
         self._call("set status tag", self.client.set_tag, self.run_id, "debench.status", status)
         self._call("terminate", self.client.set_terminated, self.run_id,
                    "FINISHED" if status == "ok" else "FAILED")
+
+
+    def _log_missing_params(self, params: dict[str, str]) -> None:
+        """Log those of ``params`` the run does not hold yet (a parameter, once logged, is fixed)."""
+        if not params or not self.active:
+            return
+        from mlflow.entities import Param
+
+        run = self._call("read params", self.client.get_run, self.run_id)
+        if run is None:
+            return
+        new = [Param(k, v) for k, v in sorted(params.items()) if k not in run.data.params]
+        if new:
+            self._call("log params", self.client.log_batch, self.run_id, params=new)
+
+
+def _read_record(artifacts: list[Path]) -> dict[str, Any]:
+    """The ``metrics.json`` among a run's artifacts, or {} (missing or unreadable)."""
+    for path in artifacts:
+        if Path(path).name == "metrics.json":
+            try:
+                rec = json.loads(Path(path).read_text())
+            except (OSError, ValueError):
+                return {}
+            return rec if isinstance(rec, dict) else {}
+    return {}
 
 
 def _is_number(v: Any) -> bool:
@@ -218,7 +377,8 @@ def make_tracker(tracking: dict[str, Any], experiment: str) -> NullTracker | Mlf
         log.warning("mlflow is not installed: tracking is off, metrics.json is still written")
         return NullTracker()
     try:
-        return MlflowTracker(tracking["uri"], tracking.get("experiment_id"), experiment)
+        return MlflowTracker(tracking["uri"], tracking.get("experiment_id"), experiment,
+                             system_metrics=tracking.get("system_metrics", True))
     except Exception as exc:
         log.warning("MLflow store %s unusable (%s): tracking is off", redact(tracking["uri"]), exc)
         return NullTracker()
