@@ -27,13 +27,13 @@ lint: $(VENV)/.installed
 survey-dry-run: $(VENV)/.installed
 	snakemake -n --cores 1
 
-# `--app-name debench` loads debench's MLflow UI plugin (src/debench/track/ui.py): experiments open
-# on their runs table with accuracy, NFE and memory columns, unless the browser holds the user's own choice.
+# `python -m debench.track.ui` starts `mlflow ui --app-name debench` on the preset's store, which loads
+# debench's MLflow UI plugin (src/debench/track/ui.py): experiments open on their runs table with
+# accuracy, NFE and memory columns, unless the browser holds the user's own choice (on an MLflow the
+# plugin was not tested with: the plain UI and a warning). MLFLOW_PORT=N picks the port (0: a free one).
 MLFLOW_UI_STORE = $(abspath results/$(or $(PRESET),smoke))
 mlflow-ui: $(VENV)/.installed
-	@echo "open http://127.0.0.1:5000"
-	mlflow ui --app-name debench --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///$(MLFLOW_UI_STORE)/mlflow.db \
-	    --artifacts-destination $(MLFLOW_UI_STORE)/mlartifacts
+	$(PY) -m debench.track.ui --store $(MLFLOW_UI_STORE) --port $(MLFLOW_PORT)
 
 # a shared tracking server for parallel or cluster jobs (README, "Run on a cluster"); jobs use
 # MLFLOW_TRACKING_URI=http://<host>:$(MLFLOW_PORT). MLFLOW_STORE: any SQLAlchemy URI (default SQLite).
@@ -52,11 +52,11 @@ report-published: $(VENV)/.installed
 
 # Merge the runs of results/$(PRESET)/ (or FROM=<runs.csv or results folder>) into the committed runs.csv.
 publish-runs: $(VENV)/.installed
-	debench merge-runs $(or $(FROM),results/$(or $(PRESET),smoke)) --into results/published/runs.csv
+	$(VENV)/bin/debench merge-runs $(or $(FROM),results/$(or $(PRESET),smoke)) --into results/published/runs.csv
 
 # He et al.'s ResNet-20 at the full protocol, 3 seeds on this CPU (hours): in the background,
 # nice'd, at a pinned commit, resuming from the last checkpoint (docs/measurements/cpu_campaign.md)
 cpu-campaign: $(VENV)/.installed
 	mkdir -p results/cpu_campaign
 	nohup scripts/cpu_campaign.sh >> results/cpu_campaign/campaign.log 2>&1 &
-	@echo "started; follow it with: debench status cpu_campaign (log: results/cpu_campaign/campaign.log)"
+	@echo "started; follow it with: .venv/bin/debench status cpu_campaign (log: results/cpu_campaign/campaign.log)"

@@ -19,8 +19,14 @@ import pytest
 
 from debench.track import ui
 from debench.track.tracker import EXPERIMENT_KIND, MlflowTracker, init_store
+from tests.conftest import skip_missing
 
-METRICS = {"test_accuracy": 91.5, "nfe_forward": 26.0, "peak_memory_mb": 123.0}
+# what the trainer hands the tracker (a GPU run: peak_memory_mb is CUDA's), and the record's
+# process figure; the runs table shows them under the names of debench.track.tracker.memory_metrics
+METRICS = {"test_accuracy": 91.5, "nfe_forward": 26.0, "activation_memory_mb": 12.5, "peak_memory_mb": 301.0}
+RECORD = {"provenance": {"process_peak_rss_mb": 812.0}}
+COLUMNS = {"test_accuracy": 91.5, "nfe_forward": 26.0, "activation_memory_mb": 12.5, "cuda_peak_memory_mb": 301.0,
+           "process_peak_rss_mb": 812.0}
 
 
 def tracked_run(tmp: Path) -> tuple[str, str, Path]:
@@ -32,7 +38,7 @@ def tracked_run(tmp: Path) -> tuple[str, str, Path]:
     tracker = MlflowTracker(uri, exp_id, "disc")
     tracker.start("resnet20-seed0", {"lr": 0.1}, {"debench.preset": "p"})
     artifact = tmp / "metrics.json"
-    artifact.write_text("{}")
+    artifact.write_text(json.dumps(RECORD))
     tracker.finish(METRICS, [artifact], "ok")
     return uri, exp_id, results
 
@@ -103,16 +109,21 @@ def test_the_view_state_key_is_the_one_mlflows_ui_reads():
     assert ui.WORKFLOW_KEY == "mlflow.workflowType_v1"
 
 
-@pytest.mark.skipif(NODE is None, reason="node is not installed")
 def test_a_fresh_browser_gets_model_training_and_the_metric_columns():
+    if NODE is None:
+        skip_missing("node (apt-get install nodejs)")
     storage = run_seed_script({})
     assert json.loads(storage[ui.WORKFLOW_KEY]) == "machine_learning"
+    # the model's activation memory, and the peaks named for what they measure (issue 28.6: the
+    # CPU "peak_memory_mb" was the process's RSS)
     assert json.loads(storage[ML_VIEW])["selectedColumns"] == [
-        "metrics.`test_accuracy`", "metrics.`nfe_forward`", "metrics.`peak_memory_mb`"]
+        "metrics.`test_accuracy`", "metrics.`nfe_forward`", "metrics.`activation_memory_mb`",
+        "metrics.`cuda_peak_memory_mb`", "metrics.`process_peak_rss_mb`"]
 
 
-@pytest.mark.skipif(NODE is None, reason="node is not installed")
 def test_the_users_own_choices_are_not_overwritten():
+    if NODE is None:
+        skip_missing("node (apt-get install nodejs)")
     mine = {ui.WORKFLOW_KEY: json.dumps("genai"), ML_VIEW: json.dumps({"selectedColumns": ["params.`lr`"]})}
     assert run_seed_script(mine) == mine
 
@@ -180,12 +191,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def dump_experiment_page(tmp_path: Path, uri: str, exp_id: str, app_args: list[str]) -> tuple[str, str]:
+def dump_experiment_page(tmp_path: Path, store: Path, exp_id: str) -> tuple[str, str]:
     """The served index.html, and the DOM of ``/#/experiments/<id>`` (no query) in a fresh headless
-    Chromium, with the UI started as `make mlflow-ui` starts it."""
+    Chromium, with the UI started as `make mlflow-ui` starts it (on a port of its own)."""
     port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "mlflow", "ui", *app_args, "--host", "127.0.0.1",
-                               "--port", str(port), "--backend-store-uri", uri, "--workers", "1"], cwd=tmp_path,
+    server = subprocess.Popen([sys.executable, "-m", "debench.track.ui", "--store", str(store)], cwd=tmp_path,
+                              env={**os.environ, ui.PORT_ENV: str(port)},
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.time() + 60
@@ -211,18 +222,99 @@ def dump_experiment_page(tmp_path: Path, uri: str, exp_id: str, app_args: list[s
 
 
 @pytest.mark.slow  # store, server start and a browser: ~25 s on the shared 2-core machine
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
 def test_mlflow_ui_opens_an_experiment_on_its_runs_table_with_the_metrics(tmp_path, monkeypatch):
+    if CHROMIUM is None:
+        skip_missing("chromium (apt-get install chromium)")
     monkeypatch.chdir(tmp_path)
     assert ui.server_args() == ["--app-name", "debench"], "pip install -e . registers the mlflow.app entry point"
     from mlflow.tracking import MlflowClient
 
-    uri, exp_id, _ = tracked_run(tmp_path)
+    uri, exp_id, results = tracked_run(tmp_path)
     untagged = MlflowClient(uri).create_experiment("not-debench")
-    index, dom = dump_experiment_page(tmp_path, uri, exp_id, ui.server_args())
+    index, dom = dump_experiment_page(tmp_path, results, exp_id)
     assert json.dumps(_view_key(exp_id)) in index and json.dumps(_view_key(untagged)) not in index
     assert "<title>Runs - Experiment" in dom and "resnet20-seed0" in dom, dom[-3000:]
-    for metric, value in METRICS.items():
+    for metric, value in COLUMNS.items():
         assert f'data-testid="sort-header-{metric}"' in dom, f"no {metric} column: {dom[-3000:]}"
         assert re.search(rf'id="cell-metrics.`{metric}`-\d+"[^>]*>{value:g}<', dom), f"{metric} = {value:g} not shown"
     assert "Token Usage" not in dom and "Latency" not in dom  # MLflow's GenAI overview
+
+
+# --- the MLflow version the plugin was tested with, and the launcher (`make mlflow-ui`) ----------
+
+def test_the_installed_mlflow_is_the_one_the_plugin_was_tested_with():
+    import tomllib
+
+    from tests.conftest import ROOT
+
+    assert ui.plugin_supported(), ui.mlflow_version()
+    low, high = (".".join(map(str, v)) for v in ui.TESTED_MLFLOW)
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert f"mlflow>={low},<{high}" in deps  # pyproject pins the same range
+
+
+@pytest.mark.parametrize("version", ["3.18.0", "3.17.1", "2.12.2", "4.0.0rc1", ""])
+def test_an_untested_mlflow_starts_the_plain_ui_with_a_one_line_warning(version, monkeypatch, caplog):
+    monkeypatch.setattr(ui, "mlflow_version", lambda: version)
+    assert ui.server_args() == []
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "\n" not in warnings[0] and "plain MLflow UI" in warnings[0], warnings
+
+
+def test_the_plugin_itself_leaves_an_untested_mlflows_app_alone(monkeypatch, caplog):
+    from mlflow.server import app
+
+    monkeypatch.setattr(ui, "mlflow_version", lambda: "3.18.0")
+    monkeypatch.setattr(ui, "install", lambda *a, **k: pytest.fail("installed on an untested MLflow"))
+    ui.create_app()  # what `mlflow ui --app-name debench` calls
+    assert "3.18.0" in caplog.text and not getattr(app.view_functions[ui.INDEX_ENDPOINT], "debench_seeded", False)
+
+
+def launched(monkeypatch, tmp_path: Path, argv: list[str], env_port: str | None = None) -> list[str]:
+    """The command the launcher would exec (nothing is started)."""
+    (tmp_path / "mlflow.db").touch()
+    started = []
+    monkeypatch.setattr(os, "execv", lambda path, cmd: started.append(cmd))
+    if env_port is None:
+        monkeypatch.delenv(ui.PORT_ENV, raising=False)
+    else:
+        monkeypatch.setenv(ui.PORT_ENV, env_port)
+    assert ui.main(["--store", str(tmp_path), *argv]) == 0
+    return started[0]
+
+
+def _port_of(cmd: list[str]) -> int:
+    return int(cmd[cmd.index("--port") + 1])
+
+
+def test_the_ui_port_comes_from_the_option_then_the_environment(tmp_path, monkeypatch):
+    ports = [_free_port() for _ in range(2)]
+    assert _port_of(launched(monkeypatch, tmp_path, ["--port", str(ports[0])], env_port=str(ports[1]))) == ports[0]
+    assert _port_of(launched(monkeypatch, tmp_path, [], env_port=str(ports[1]))) == ports[1]
+    assert _port_of(launched(monkeypatch, tmp_path, ["--port", "0"])) > 0  # a free one
+    cmd = launched(monkeypatch, tmp_path, ["--port", str(ports[0])])
+    assert cmd[cmd.index("--app-name") + 1] == "debench"
+    assert cmd[cmd.index("--backend-store-uri") + 1] == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
+
+
+def test_the_ui_port_defaults_to_5000(tmp_path, monkeypatch):
+    monkeypatch.setattr(ui, "port_in_use", lambda host, port: False)
+    assert _port_of(launched(monkeypatch, tmp_path, [])) == 5000
+
+
+def test_a_port_in_use_is_named_before_mlflow_starts(tmp_path, monkeypatch, capsys):
+    (tmp_path / "mlflow.db").touch()
+    monkeypatch.setattr(os, "execv", lambda *a: pytest.fail("mlflow ui started on a busy port"))
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert ui.main(["--store", str(tmp_path), "--port", str(port)]) == 1
+    err = capsys.readouterr().err
+    assert f"port {port}" in err and "--port" in err and ui.PORT_ENV in err
+
+
+def test_a_missing_store_is_named(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(os, "execv", lambda *a: pytest.fail("mlflow ui started without a store"))
+    assert ui.main(["--store", str(tmp_path / "nothing"), "--port", "0"]) == 1
+    assert "no MLflow store" in capsys.readouterr().err

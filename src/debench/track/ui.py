@@ -11,13 +11,23 @@ debench's experiments (the ones tagged as model training, see
 :data:`METRIC_COLUMNS`. It writes a key only when the browser has none, so a choice the user made
 (the switch, the "Columns" button) always wins. The key names are read from MLflow 3.17.2's UI
 bundle (``mlflow/server/js/build/static/js``); ``tests/test_mlflow_ui.py`` checks the result in
-headless Chromium.
+headless Chromium. On an MLflow outside :data:`TESTED_MLFLOW` the plugin is not loaded: the plain
+UI starts, with a one-line warning (:func:`plugin_supported`).
+
+``python -m debench.track.ui --store results/<preset> [--port N]`` (``make mlflow-ui``) starts
+``mlflow ui`` on a results folder's store with the plugin; the port comes from ``--port``, else
+``$MLFLOW_PORT``, else 5000 (0: a free one), and a port in use is named before MLflow starts.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
+import os
+import re
+import socket
+import sys
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -27,8 +37,14 @@ log = logging.getLogger("debench.track")
 
 WORKFLOW_KEY = "mlflow.workflowType_v1"
 WORKFLOW = "machine_learning"
-# the run-level numbers the survey compares; keys as logged from debench.record_format.FINAL_KEYS
-METRIC_COLUMNS = ("test_accuracy", "nfe_forward", "peak_memory_mb")
+# the run-level numbers the survey compares, as debench.track.tracker logs them: the model's
+# activation memory (autograd's saved bytes of one step), then the device's and the process's peaks
+# under names that say what they are (debench.track.tracker.memory_metrics; CUDA's is empty on CPU)
+METRIC_COLUMNS = ("test_accuracy", "nfe_forward", "activation_memory_mb", "cuda_peak_memory_mb",
+                  "process_peak_rss_mb")
+# the MLflow releases the plugin was tested with ([low, high)): the localStorage keys and the
+# "serve" view are MLflow's internals, read from 3.17.2; pyproject.toml pins the same range
+TESTED_MLFLOW = ((3, 17, 2), (3, 18))
 INDEX_ENDPOINT = "serve"  # mlflow.server's view that returns the UI's index.html
 
 _SCRIPT = """<script>(function(){try{var s=window.localStorage,seed=%s;
@@ -132,8 +148,39 @@ def install(app: Any, experiments: Callable[[], list[str]] = model_training_expe
     return app
 
 
+def _release(version: str) -> tuple[int, ...]:
+    """``"3.17.2rc1"`` -> ``(3, 17, 2)``; ``()`` for text that is no version."""
+    m = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", version)
+    return tuple(int(g) for g in m.groups() if g is not None) if m else ()
+
+
+def mlflow_version() -> str:
+    """The installed MLflow's version ('' when it is not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("mlflow")
+    except PackageNotFoundError:
+        return ""
+
+
+def plugin_supported(version: str | None = None) -> bool:
+    """Whether MLflow ``version`` (default: the installed one) is in :data:`TESTED_MLFLOW`; if
+    not, a one-line warning says that the plain UI starts instead."""
+    version = mlflow_version() if version is None else version
+    low, high = TESTED_MLFLOW
+    release = _release(version)
+    if release and low <= release < high:
+        return True
+    log.warning("debench's MLflow UI plugin was tested with mlflow>=%s,<%s, not %s: starting the plain "
+                "MLflow UI (its GenAI view first; /#/experiments?workflowType=machine_learning opens the runs)",
+                ".".join(map(str, low)), ".".join(map(str, high)), version or "none")
+    return False
+
+
 def create_app() -> Any:
-    """Entry point ``mlflow.app: debench``: MLflow's server app with :func:`install` applied.
+    """Entry point ``mlflow.app: debench``: MLflow's server app with :func:`install` applied
+    (not on an MLflow outside :data:`TESTED_MLFLOW`: the plain app, and a warning).
 
     Returns:
         The ASGI app when MLflow runs uvicorn (its default), else the Flask (WSGI) app, as
@@ -142,7 +189,8 @@ def create_app() -> Any:
     from mlflow.environment_variables import _MLFLOW_SGI_NAME
     from mlflow.server import app
 
-    install(app)
+    if plugin_supported():
+        install(app)
     if _MLFLOW_SGI_NAME.get() == "uvicorn":
         from mlflow.server.fastapi_app import create_fastapi_app
 
@@ -157,13 +205,80 @@ def server_args() -> list[str]:
     """``mlflow server``/``mlflow ui`` arguments that load this plugin.
 
     Returns:
-        ``["--app-name", "debench"]`` when the entry point is installed; else ``[]`` and a warning
+        ``["--app-name", "debench"]`` when the entry point is installed and MLflow is a version
+        the plugin was tested with (:func:`plugin_supported`); else ``[]`` and a one-line warning
         (the UI then opens on MLflow's GenAI view; ``pip install -e .`` registers it).
     """
     from importlib.metadata import entry_points
 
+    if not plugin_supported():
+        return []
     if any(e.name == APP_NAME for e in entry_points(group="mlflow.app")):
         return ["--app-name", APP_NAME]
     log.warning("the mlflow.app entry point %r is not installed (pip install -e .): the MLflow UI "
                 "will open experiments on its GenAI view", APP_NAME)
     return []
+
+
+PORT_ENV = "MLFLOW_PORT"  # also read by `make mlflow-ui` and `make mlflow-server`
+DEFAULT_PORT = 5000
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """Whether something already listens on ``host:port`` (a bind there fails)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def ui_command(store: Path, host: str, port: int) -> list[str]:
+    """``mlflow ui`` on the store of results folder ``store`` (``mlflow.db``, ``mlartifacts/``)."""
+    return [sys.executable, "-m", "mlflow", "ui", *server_args(), "--host", host, "--port", str(port),
+            "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}",
+            "--artifacts-destination", str(store / "mlartifacts")]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m debench.track.ui``: the MLflow UI of one results folder, with the plugin.
+
+    Returns:
+        1 when the store is missing or the port is taken (nothing started); otherwise the
+        process becomes ``mlflow ui`` and does not return.
+    """
+    ap = argparse.ArgumentParser(prog="python -m debench.track.ui",
+                                 description="MLflow UI of a results folder's store, runs table first")
+    ap.add_argument("--store", default="results/smoke", help="results folder holding mlflow.db (default results/smoke)")
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=None,
+                    help=f"default ${PORT_ENV}, else {DEFAULT_PORT}; 0 picks a free port")
+    a = ap.parse_args(argv)
+    port = a.port if a.port is not None else int(os.environ.get(PORT_ENV) or DEFAULT_PORT)
+    store = Path(a.store).resolve()
+    if not (store / "mlflow.db").is_file():
+        print(f"debench: no MLflow store {store / 'mlflow.db'} (train first, or choose the results folder: "
+              "--store results/<preset>, make mlflow-ui PRESET=<preset>)", file=sys.stderr)
+        return 1
+    if port == 0:
+        port = free_port(a.host)
+    elif port_in_use(a.host, port):
+        print(f"debench: port {port} on {a.host} is in use (another MLflow UI?): choose one with --port N or "
+              f"{PORT_ENV}=N (make mlflow-ui MLFLOW_PORT=N; 0 picks a free port)", file=sys.stderr)
+        return 1
+    cmd = ui_command(store, a.host, port)
+    print(f"open http://{a.host}:{port}", file=sys.stderr, flush=True)
+    os.execv(cmd[0], cmd)
+    return 0  # not reached
+
+
+if __name__ == "__main__":
+    sys.exit(main())
