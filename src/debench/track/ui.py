@@ -8,7 +8,8 @@ point group ``mlflow.app``, the extension point MLflow's own ``basic-auth`` uses
 UI's ``index.html`` with a small script that, before the UI starts, fills those two keys for
 debench's experiments (the ones tagged as model training, see
 :data:`debench.track.tracker.EXPERIMENT_KIND`): model training, and the runs table with
-:data:`METRIC_COLUMNS`. It writes a key only when the browser has none, so a choice the user made
+:data:`METRIC_COLUMNS`, and the Assistant panel left closed (:data:`ASSISTANT_OPENED_KEY`). It
+writes a key only when the browser has none, so a choice the user made
 (the switch, the "Columns" button) always wins. The key names are read from MLflow 3.17.2's UI
 bundle (``mlflow/server/js/build/static/js``); ``tests/test_mlflow_ui.py`` checks the result in
 headless Chromium. On an MLflow outside :data:`TESTED_MLFLOW` the plugin is not loaded: the plain
@@ -37,6 +38,9 @@ log = logging.getLogger("debench.track")
 
 WORKFLOW_KEY = "mlflow.workflowType_v1"
 WORKFLOW = "machine_learning"
+# MLflow 3.17's "MLflow Assistant" panel opens by itself on a browser's first visit, over a
+# quarter of the runs table, unless this flag says it did so once already; its button still opens it
+ASSISTANT_OPENED_KEY = "mlflow.assistant.fab.autoOpenedOnFirstLoad_v1"
 # the run-level numbers the survey compares, as debench.track.tracker logs them: the model's
 # activation memory (autograd's saved bytes of one step), then the device's and the process's peaks
 # under names that say what they are (debench.track.tracker.memory_metrics; CUDA's is empty on CPU)
@@ -67,7 +71,7 @@ def seed(experiment_ids: Iterable[str]) -> dict[str, Any]:
     """
     columns = [f"metrics.`{m}`" for m in METRIC_COLUMNS]
     state = {view_state_key(e): {"selectedColumns": columns} for e in experiment_ids}
-    return {WORKFLOW_KEY: WORKFLOW, **state}
+    return {WORKFLOW_KEY: WORKFLOW, ASSISTANT_OPENED_KEY: True, **state}
 
 
 def seed_script(values: dict[str, Any]) -> str:
