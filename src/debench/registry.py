@@ -12,9 +12,12 @@ import difflib
 import fnmatch
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import torch.nn as nn
+
+from debench.errors import ConfigError
 
 FAMILIES = ("discrete", "continuous", "stochastic")
 TASKS = ("classify", "density", "generate", "timeseries")
@@ -79,6 +82,19 @@ class UnknownModelError(KeyError):
         return str(self.args[0])
 
 
+class DuplicateModelError(ValueError):
+    """A second factory registered under a taken name; names both modules (a plugin's and a built-in's)."""
+
+    def __init__(self, name: str, first: str, second: str) -> None:
+        self.name, self.first, self.second = name, first, second
+        super().__init__(f"model {name!r} from module {second or '?'} is already registered by "
+                         f"{_describe_module(first)}")
+
+
+def _describe_module(module: str) -> str:
+    return f"the built-in module {module}" if module.startswith("debench.") else f"module {module or '?'}"
+
+
 def register_model(
     name: str,
     *,
@@ -127,7 +143,7 @@ def register_model(
 
     def decorate(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _REGISTRY and _REGISTRY[name].factory is not factory:
-            raise ValueError(f"model {name!r} is already registered")
+            raise DuplicateModelError(name, _REGISTRY[name].module, getattr(factory, "__module__", ""))
         _REGISTRY[name] = ModelInfo(
             name=name,
             factory=factory,
@@ -303,15 +319,71 @@ def _depth_of(name: str, reference: tuple[dict[str, str], ...]) -> int | None:
     return int(m.group(1)) if m else None
 
 
+class PluginError(ConfigError):
+    """A plugin module (config key ``plugins``) failed to import or to register its models.
+
+    Attributes:
+        module: the plugin's module name, as the config lists it.
+        detail: what went wrong, one line, without the ``plugins`` prefix.
+    """
+
+    def __init__(self, module: str, detail: str) -> None:
+        self.module, self.detail = module, detail
+        super().__init__(f"config key 'plugins': {detail}")
+
+
 def import_plugins(modules: list[str]) -> None:
-    """Import user modules whose factories register themselves (config key ``plugins``)."""
+    """Import user modules whose factories register themselves (config key ``plugins``).
+
+    The built-in models register first, so a plugin that takes a built-in name is the one named
+    as the duplicate.
+
+    Raises:
+        PluginError: one line naming the plugin module, for any exception its import raises (a
+            missing module, a syntax error, a ``RuntimeError`` at import, a duplicate name).
+    """
     import importlib
 
+    _ensure_builtin_models()
     for module in modules:
         try:
             importlib.import_module(module)
-        except ImportError as exc:
-            raise ImportError(f"config key 'plugins': cannot import {module!r}: {exc}") from exc
+        except Exception as exc:  # noqa: BLE001  any failure of user code at import is the plugin's
+            raise PluginError(module, _plugin_failure(module, exc)) from exc
+
+
+def _plugin_failure(module: str, exc: Exception) -> str:
+    """One line: what plugin ``module`` did wrong, and where in its own files."""
+    import traceback
+
+    text = " ".join(str(exc).split())
+    if isinstance(exc, DuplicateModelError):
+        where = _frame_in(module, exc)
+        return (f"plugin module {module!r}{where} registers model {exc.name!r}, which "
+                f"{_describe_module(exc.first)} already registers; rename the plugin's model")
+    if isinstance(exc, ModuleNotFoundError) and exc.name and module.split(".")[0] == exc.name.split(".")[0]:
+        return (f"plugin module {module!r} not found ({text}); is its folder on PYTHONPATH?")
+    if isinstance(exc, SyntaxError):
+        return (f"plugin module {module!r} has a syntax error ({exc.filename}, line {exc.lineno}): "
+                f"{' '.join(str(exc.msg).split())}")
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = _frame_in(module, exc) or (f" ({frames[-1].filename}, line {frames[-1].lineno})" if frames else "")
+    return f"plugin module {module!r} failed at import{where}: {type(exc).__name__}: {text}"
+
+
+def _frame_in(module: str, exc: Exception) -> str:
+    """`` (<file>, line <n>)`` of the innermost frame of ``exc`` in the plugin's own files, or ''.
+
+    The module is gone from ``sys.modules`` after a failed import, so its files are matched by
+    name: ``<last part>.py``, or any file under a folder named after its top package.
+    """
+    import traceback
+
+    parts = module.split(".")
+    mine = [f for f in traceback.extract_tb(exc.__traceback__)
+            if Path(f.filename).stem == parts[-1] or (len(parts) > 1 and parts[0] in Path(f.filename).parts)
+            or Path(f.filename).parent.name == parts[0]]
+    return f" ({mine[-1].filename}, line {mine[-1].lineno})" if mine else ""
 
 
 def _natural_key(name: str) -> tuple:
