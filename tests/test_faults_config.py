@@ -1,9 +1,10 @@
 """Fault injection, bad input: every malformed config stops the run with a message naming the key.
 
-Each case goes through the same two gates as the Snakefile: the JSON schema
-(``workflow/schemas/config.schema.yaml`` via ``snakemake.utils.validate``), then
-``debench.config.check_config`` with the YAML line locator. Two cases also go end to end through
-``snakemake -n`` in a temporary project copy.
+Each case goes through the gate of the Snakefile, ``debench plan`` and ``debench status``:
+``debench.config.validate_config`` (the JSON schema ``workflow/schemas/config.schema.yaml`` with
+its defaults, then ``check_config`` with the YAML line locator). Two cases also go end to end
+through ``snakemake -n`` in a temporary project copy; ``tests/test_config_errors.py`` runs the
+issue-28 cases under every reader.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from debench.config import check_config, yaml_locator
+from debench.config import check_config, validate_config, yaml_locator
 from debench.errors import ConfigError
 from tests.conftest import ROOT
 
@@ -52,28 +53,36 @@ def _top(**kv):
     return mutate
 
 
-# (id, mutation, gate, message fragment, key path the message names, or None for schema errors)
+# (id, mutation, gate, message fragment, the key's true path in the file). "schema": the JSON
+# schema refuses it; "check": the schema lets it through and check_config must not; "check-only":
+# check_config alone (a config that skipped the schema).
 CASES = [
-    ("unknown top-level key", _top(epochz=3), "schema", "'epochz' was unexpected", None),
-    ("unknown experiment key", _exp(modles=["resnet20"]), "schema", "'modles' was unexpected", None),
-    ("seeds of the wrong type", _top(seeds="0,1"), "schema", "On instance['seeds']", None),
-    ("negative seed", _top(seeds=[-1]), "schema", "On instance['seeds'][0]", None),
-    ("mode typo", _exp(mode="papers"), "schema", "On instance['experiments']['disc']['mode']", None),
+    ("unknown top-level key", _top(epochz=3), "schema", "unknown key at the top level; valid keys here: preset,",
+     "epochz"),
+    ("top-level typo with hint", lambda c: c.update(seed=c.pop("seeds")), "schema",
+     "unknown key at the top level; did you mean 'seeds'?", "seed"),
+    ("unknown experiment key", _exp(modles=["resnet20"]), "schema",
+     "unknown key under 'experiments.disc'; did you mean 'models'?", "experiments.disc.modles"),
+    ("seeds of the wrong type", _top(seeds="0,1"), "schema", "expected array, got str '0,1'", "seeds"),
+    ("negative seed", _top(seeds=[-1]), "schema", "-1 is less than the minimum of 0", "seeds[0]"),
+    ("mode typo", _exp(mode="papers"), "schema", "'papers' is not one of paper, common; did you mean 'paper'?",
+     "experiments.disc.mode"),
     ("zero tolerance", _top(report={"tolerances": {"test_error": 0}}), "schema",
-     "On instance['report']['tolerances']['test_error']", None),
+     "0 is less than or equal to the minimum of 0", "report.tolerances.test_error"),
     ("negative tolerance", _top(report={"tolerances": {"test_error": -1.0}}), "schema",
-     "On instance['report']['tolerances']['test_error']", None),
+     "-1.0 is less than or equal to the minimum of 0", "report.tolerances.test_error"),
     ("tolerance of the wrong type", _top(report={"tolerances": {"test_error": "half"}}), "schema",
-     "On instance['report']['tolerances']['test_error']", None),
-    ("unknown data source", _top(data={"source": "s3"}), "schema", "On instance['data']['source']", None),
-    ("unknown runtime device", _top(runtime={"device": "tpu"}), "schema", "On instance['runtime']['device']", None),
-    ("preset escaping results/", _top(preset=".."), "schema", "On instance['preset']", None),
+     "'half' does not match", "report.tolerances.test_error"),
+    ("unknown data source", _top(data={"source": "s3"}), "schema", "'s3' is not one of torchvision, npz, synthetic",
+     "data.source"),
+    ("unknown runtime device", _top(runtime={"device": "tpu"}), "schema", "'tpu' does not match", "runtime.device"),
+    ("preset escaping results/", _top(preset=".."), "schema", "'..' does not match", "preset"),
     ("experiment name with a path", lambda c: c["experiments"].update({"../../etc": c["experiments"]["disc"]}),
-     "schema", "'../../etc' does not match", None),
-    ("dataset name with a path", _exp(datasets=["../cifar10"]), "schema",
-     "On instance['experiments']['disc']['datasets'][0]", None),
-    ("model name with a path", _exp(models=["../resnet20"]), "schema",
-     "On instance['experiments']['disc']['models'][0]", None),
+     "schema", "the name '../../etc' is not allowed: an experiment name is a folder name", "experiments.../../etc"),
+    ("dataset name with a path", _exp(datasets=["../cifar10"]), "schema", "'../cifar10' does not match",
+     "experiments.disc.datasets[0]"),
+    ("model name with a path", _exp(models=["../resnet20"]), "schema", "'../resnet20' does not match",
+     "experiments.disc.models[0]"),
     ("unknown model, closest names", _exp(models=["resnet21"]), "check",
      "unknown model 'resnet21'; closest registered: ", "experiments.disc.models"),
     ("unknown model pattern", _exp(models=["resnot*"]), "check", "unknown model 'resnot*'",
@@ -82,7 +91,7 @@ CASES = [
      "experiments.disc.datasets"),
     ("epochs 0", _proto(epochs=0), "check", "must be > 0, got 0", "experiments.disc.protocol.epochs"),
     ("no budget", lambda c: c["experiments"]["disc"]["protocol"].pop("epochs"), "check",
-     "set exactly one of 'epochs' and 'iterations'", "experiments.disc.protocol.epochs"),
+     "set exactly one of 'epochs' and 'iterations'", "experiments.disc.protocol"),
     ("negative lr", _proto(lr=-0.1), "check", "must be > 0, got -0.1", "experiments.disc.protocol.lr"),
     ("lr as text", _proto(lr="fast"), "check", "expected float, got str 'fast'", "experiments.disc.protocol.lr"),
     ("batch size as float", _proto(batch_size=32.5), "check", "expected int, got float",
@@ -102,7 +111,11 @@ CASES = [
     ("val_fraction out of range", _proto(val_fraction=1.0), "check", "must be in [0, 1)",
      "experiments.disc.protocol.val_fraction"),
     ("per-model override of a bad value", _exp(protocol_overrides={"resnet20": {"lr": 0}}), "check",
-     "must be > 0, got 0", "experiments.disc.protocol.lr"),
+     "must be > 0, got 0", "experiments.disc.protocol_overrides.resnet20.lr"),
+    ("defaults.protocol typo, at its own line", _top(defaults={"protocol": {"eval_batch_size": 64, "iteratons": 8}}),
+     "check", "unknown protocol key (did you mean 'iterations'?)", "defaults.protocol.iteratons"),
+    ("defaults.protocol bad value", _top(defaults={"protocol": {"eval_batch_size": 0}}), "check",
+     "must be > 0, got 0", "defaults.protocol.eval_batch_size"),
     ("override for a model not in the experiment", _exp(protocol_overrides={"resnet56": {"lr": 0.1}}), "check",
      "model 'resnet56' is not in this experiment's models", "experiments.disc.protocol_overrides.resnet56"),
     ("solver option on a discrete model", _exp(model_args={"resnet20": {"adjoint": True}}), "check",
@@ -153,45 +166,49 @@ def _write(tmp: Path, mutate) -> tuple[dict, Path]:
 
 
 def test_base_config_passes(tmp_path):
-    from snakemake.utils import validate
-
     cfg, path = _write(tmp_path, lambda c: None)
-    validate(cfg, schema=SCHEMA)
-    check_config(cfg, locate=yaml_locator(str(path)))
+    validate_config(cfg, [path])
+    assert cfg["runtime"]["device"] == "auto"  # the schema's defaults are filled in
 
 
 @pytest.mark.parametrize("mutate,gate,fragment,key", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_malformed_config_names_the_key(tmp_path, mutate, gate, fragment, key):
-    from snakemake.utils import validate
-
+    """One line: the file, the key's true path, its line (whose text holds the key), what is wrong."""
     cfg, path = _write(tmp_path, mutate)
-    if gate == "schema":
-        with pytest.raises(Exception) as err:
-            validate(cfg, schema=SCHEMA)
-        assert fragment in str(err.value), str(err.value)[:600]
-        return
-    if gate == "check":
-        validate(cfg, schema=SCHEMA)  # the schema lets it through; the cross-field check must not
     with pytest.raises(ConfigError) as err:
-        check_config(cfg, locate=yaml_locator(str(path)))
+        if gate == "check-only":
+            check_config(cfg, locate=yaml_locator(str(path)))
+        else:
+            validate_config(cfg, [path])
     msg = str(err.value)
+    assert "\n" not in msg, msg
     assert fragment in msg, msg
-    assert msg.startswith(f"config key '{key}'"), msg
-    line = re.search(r"\(line (\d+)\)", msg)
-    assert line, msg
-    text = path.read_text().splitlines()[int(line.group(1)) - 1]
-    last = key.split(".")[-1]
-    assert last in text or (last in ("epochs",) and "protocol" in text), (msg, text)
+    prefix = "" if gate == "check-only" else f"{path}: "
+    assert msg.startswith(f"{prefix}config key '{key}' (line "), msg
+    if gate == "check":  # the schema alone lets it through
+        from snakemake.utils import validate
+
+        validate(copy.deepcopy(cfg), schema=SCHEMA)
+    line = int(re.search(r"\(line (\d+)\)", msg).group(1))
+    text = path.read_text().splitlines()[line - 1]
+    last = re.sub(r"\[\d+\]$", "", key).split(".")[-1]
+    if key.endswith("]"):  # a list item: its own line (block style) holds a '-'
+        assert text.lstrip().startswith("-"), (msg, text)
+    else:
+        assert f"{last}:" in text, (msg, text)
 
 
-def test_every_shipped_config_passes_both_gates():
+def test_every_shipped_config_passes_the_gate_as_snakemake_validate_did():
+    """debench's gate fills in exactly the defaults snakemake.utils.validate filled in."""
     from snakemake.utils import validate
 
-    for name in ("config.yaml", "smoke.yaml"):
+    for name in ("config.yaml", "smoke.yaml", "measure.yaml"):
         path = ROOT / "config" / name
         cfg = yaml.safe_load(path.read_text())
-        validate(cfg, schema=SCHEMA)
-        check_config(cfg, locate=yaml_locator(str(path)))
+        ours, theirs = copy.deepcopy(cfg), copy.deepcopy(cfg)
+        validate_config(ours, [path])
+        validate(theirs, schema=SCHEMA)
+        assert ours == theirs, name
 
 
 # ---- end to end: snakemake -n refuses the config before any job starts ------------------------

@@ -1,13 +1,16 @@
 """Workflow configuration: validation beyond the schema, expansion into runs, run specs.
 
-The Snakefile validates the config against ``workflow/schemas/config.schema.yaml`` and then calls
-:func:`check_config`, which checks what a schema cannot: registered model names (with the
-closest names suggested), protocol keys and ranges, model arguments against each factory's
-signature, and dataset/model compatibility. Every message names the key.
+The Snakefile, ``debench plan`` and ``debench status`` read a config through one gate,
+:func:`validate_config`: the JSON schema ``workflow/schemas/config.schema.yaml`` (its defaults
+filled in), then :func:`check_config`, which checks what a schema cannot: plugins, registered
+model names (with the closest names suggested), protocol keys and ranges, model arguments against
+each factory's signature, and dataset/model compatibility. Every error is one line naming the
+file, the key's path in it and its line, and for a typo the closest valid key.
 """
 
 from __future__ import annotations
 
+import copy
 import difflib
 import hashlib
 import json
@@ -43,15 +46,26 @@ def protocol_for(config: dict, exp_name: str, model: str) -> dict[str, Any]:
 
 
 def check_config(config: dict, locate=None) -> None:
-    """Cross-field checks; raises :class:`ConfigError` naming the key (and line via ``locate``)."""
-    from debench.data.cache import DATASETS
+    """Cross-field checks; raises :class:`ConfigError` naming the key (and line via ``locate``).
 
-    import_plugins(config.get("plugins", []))
+    Args:
+        config: the config after the schema (with its defaults).
+        locate: maps a key path to its line (an int, as :func:`yaml_locator` returns) or to
+            ``(file, line)`` (as :func:`config_locator` returns), or ``None``.
+
+    Raises:
+        ConfigError: one line, ``[<file>: ]config key '<path>' (line <n>): <what is wrong>``.
+    """
+    from debench.data.cache import DATASETS
+    from debench.registry import PluginError
 
     def fail(path: list, msg: str) -> None:
-        where = ".".join(map(str, path))
-        line = locate(path) if locate else None
-        raise ConfigError(f"config key '{where}'{f' (line {line})' if line else ''}: {msg}")
+        raise ConfigError(key_message(path, msg, locate))
+
+    try:
+        import_plugins(config.get("plugins", []))
+    except PluginError as exc:
+        fail(["plugins", config["plugins"].index(exc.module)], exc.detail)
 
     for name, exp in config["experiments"].items():
         base = ["experiments", name]
@@ -75,10 +89,10 @@ def check_config(config: dict, locate=None) -> None:
                     fail(base + [key, m], f"model {m!r} is not in this experiment's models {models}")
         for m in models:
             try:
-                Protocol.from_dict(protocol_for(config, name, m), where=".".join(base + ["protocol"]))
-            except ValueError as exc:
-                key = str(exc).split(":")[0].split(".")[-1]
-                fail(base + ["protocol", key], str(exc).split(": ", 1)[1])
+                Protocol.from_dict(protocol_for(config, name, m), where="protocol")
+            except ValueError as exc:  # "protocol.<key>: <what is wrong>"
+                key, _, msg = str(exc).partition(": ")
+                fail(_protocol_key_path(config, name, m, key.rpartition(".")[2]), msg or str(exc))
             _check_model_args(m, exp.get("model_args", {}).get(m, {}), base + ["model_args", m], fail)
             # a pattern's catch is the pattern's fault; a named model's misfit is the datasets'
             pat = origin[m] if origin[m] != m else None
@@ -91,6 +105,37 @@ def check_config(config: dict, locate=None) -> None:
                 misfit = fits_dataset(m, ds)
                 if misfit:
                     fail(base + (["models"] if pat else ["datasets"]), f"{who} {misfit}{hint}")
+
+
+def _protocol_key_path(config: dict, exp_name: str, model: str, key: str) -> list:
+    """Where protocol ``key`` of ``model`` in ``exp_name`` is written: the override, the experiment's
+    protocol or ``defaults.protocol`` (the layer that wins in :func:`protocol_for`); a key set in
+    none of them (a missing budget) is the fault of the experiment's ``protocol`` block."""
+    exp = config["experiments"][exp_name]
+    layers = ((["experiments", exp_name, "protocol_overrides", model], exp.get("protocol_overrides", {}).get(model, {})),
+              (["experiments", exp_name, "protocol"], exp["protocol"]),
+              (["defaults", "protocol"], config.get("defaults", {}).get("protocol", {})))
+    for path, block in layers:
+        if key in block:
+            return path + [key]
+    return ["experiments", exp_name, "protocol"]
+
+
+def key_path(keys: list) -> str:
+    """``['experiments', 'a', 'datasets', 0]`` -> ``experiments.a.datasets[0]``."""
+    text = ""
+    for k in keys:
+        text += f"[{k}]" if isinstance(k, int) else (f".{k}" if text else str(k))
+    return text
+
+
+def key_message(keys: list, msg: str, locate=None) -> str:
+    """The one line every config error is: ``[<file>: ]config key '<path>' (line <n>): <msg>``."""
+    found = locate(keys) if locate else None
+    file, line = found if isinstance(found, tuple) else (None, found)
+    msg = " ".join(str(msg).split())
+    return (f"{f'{file}: ' if file else ''}config key '{key_path(keys)}'"
+            f"{f' (line {line})' if line else ''}: {msg}")
 
 
 _NAME = re.compile(r"^[A-Za-z0-9_]+$")
@@ -167,35 +212,134 @@ def load_config(path: Path) -> dict:
     """A config file as the workflow sees it: schema-validated with defaults, then checked.
 
     Raises:
-        ConfigError: the file is missing or unreadable, or a key is invalid (named).
+        ConfigError: one line: the file is missing or unreadable (with the YAML error's line), or a
+            key is invalid (the file, the key's path and line, the closest valid key).
     """
     import yaml
-    from jsonschema import Draft7Validator, ValidationError, validators
-
-    from debench.resources import data_path
 
     path = Path(path)
     try:
         config = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read the config: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: {yaml_error(exc)}") from None
     if not isinstance(config, dict):
-        raise ConfigError(f"{path}: a config must be a mapping of keys")
-    schema = yaml.safe_load(data_path("schemas/config.schema.yaml").read_text())  # packaged (a wheel too)
+        raise ConfigError(f"{path}: a config must be a mapping of keys, got {type(config).__name__}")
+    validate_config(config, [path])
+    return config
+
+
+def yaml_error(exc: Exception) -> str:
+    """A YAML parse error as one line: ``line <n>, column <c>: <problem>``."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+    return f"not valid YAML: {where}{problem}"
+
+
+def validate_config(config: dict, files: list = (), schema_path: str | Path | None = None) -> None:
+    """The one gate of the Snakefile, ``debench plan`` and ``debench status``: the JSON schema
+    (its defaults filled into ``config`` in place), then :func:`check_config`.
+
+    Args:
+        config: the config as read (Snakemake's merged ``config`` dict).
+        files: the config files it was read from, in order (the last one wins for a key's line).
+        schema_path: the schema file (default: the packaged ``schemas/config.schema.yaml``).
+
+    Raises:
+        ConfigError: one line naming the file, the key's path and line, and for an unknown key or
+            value the closest valid one.
+    """
+    import yaml
+    from jsonschema import Draft202012Validator, validators
+    from jsonschema.exceptions import best_match
+
+    from debench.resources import data_path
+
+    schema = yaml.safe_load(Path(schema_path or data_path("schemas/config.schema.yaml")).read_text())
+    base = validators.validator_for(schema, default=Draft202012Validator)
 
     def set_defaults(validator, properties, instance, schema):
         for key, sub in properties.items():
             if isinstance(instance, dict) and "default" in sub:
-                instance.setdefault(key, sub["default"])
-        yield from Draft7Validator.VALIDATORS["properties"](validator, properties, instance, schema)
+                instance.setdefault(key, copy.deepcopy(sub["default"]))
+        yield from base.VALIDATORS["properties"](validator, properties, instance, schema)
 
-    try:
-        validators.extend(Draft7Validator, {"properties": set_defaults})(schema).validate(config)
-    except ValidationError as exc:
-        where = ".".join(str(k) for k in exc.absolute_path) or "(top level)"
-        raise ConfigError(f"{path}: {where}: {exc.message}") from None
-    check_config(config, locate=yaml_locator(str(path)))
-    return config
+    locate = config_locator([str(f) for f in files])
+    errors = list(validators.extend(base, {"properties": set_defaults})(schema).iter_errors(config))
+    if errors:
+        # an unknown key first: a typo (seed for seeds) also leaves a required key missing
+        unknown = [e for e in errors if e.validator == "additionalProperties"]
+        error = min(unknown, key=lambda e: len(e.absolute_path)) if unknown else best_match(errors)
+        keys, msg = _schema_error(error)
+        raise ConfigError(key_message(keys, msg, locate))
+    check_config(config, locate=locate)
+
+
+def _schema_error(error) -> tuple[list, str]:
+    """(key path, message) of a jsonschema error, with the closest valid key or value."""
+    keys = list(error.absolute_path)
+    kind, schema, instance = error.validator, error.schema, error.instance
+    if kind == "additionalProperties" and isinstance(instance, dict):
+        allowed = list(schema.get("properties", {}))
+        extra = [k for k in instance if k not in allowed]
+        bad = extra[0] if extra else "?"
+        close = difflib.get_close_matches(str(bad), allowed, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys here: {', '.join(allowed)}"
+        where = f"under '{key_path(keys)}'" if keys else "at the top level"
+        return keys + [bad], f"unknown key {where}{hint}"
+    if kind == "required":
+        missing = error.message.split("'")[1] if "'" in error.message else error.message
+        return keys + [missing], "required key is missing"
+    if "propertyNames" in error.schema_path:  # a key's name (an experiment's) breaks the rule for names
+        rule = schema.get("description") or error.message
+        return keys + [instance], f"the name {instance!r} is not allowed: {rule} ({error.message})"
+    if kind == "enum":
+        options = [str(o) for o in error.validator_value]
+        close = difflib.get_close_matches(str(instance), options, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return keys, f"{instance!r} is not one of {', '.join(options)}{hint}"
+    if kind == "type":
+        wanted = error.validator_value
+        wanted = wanted if isinstance(wanted, str) else " or ".join(wanted)
+        return keys, f"expected {wanted}, got {type(instance).__name__} {_short(instance)}"
+    return keys, error.message.replace(repr(instance), _short(instance))  # a long value, shortened
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def config_locator(files: list[str]):
+    """A function mapping a key path to ``(file, line)``: the last of ``files`` that holds the
+    key (Snakemake merges later files over earlier ones), else the deepest key found; the file
+    is shown relative to the working folder when it lies under it."""
+    located = [(_shown(f), yaml_locator(f, full=True)) for f in files]
+
+    def locate(keys: list):
+        best = (None, None, -1)
+        for shown, loc in reversed(located):
+            line, depth = loc(keys)
+            if depth == len(keys):
+                return shown, line
+            if line and depth > best[2]:
+                best = (shown, line, depth)
+        if best[0] is None and located:
+            return located[-1][0], None
+        return best[0], best[1]
+
+    return locate
+
+
+def _shown(path: str) -> str:
+    import os
+
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel
+
+
 # Spec keys that decide a run's numbers or how its row is read. The train rule hands them to
 # Snakemake as a parameter of the wildcards alone, which Snakemake records with each output and
 # compares on every run (it skips parameters computed from input or output): editing any of them
@@ -250,27 +394,35 @@ def data_dir(config: dict) -> str:
     return f"{data['cache_dir']}/{source}-{digest}"
 
 
-def yaml_locator(path: str):
-    """A function mapping a key path to its 1-based line in the YAML file ``path`` (or None)."""
+def yaml_locator(path: str, full: bool = False):
+    """A function mapping a key path to its 1-based line in the YAML file ``path`` (or None).
+
+    Integer keys index sequences (``['plugins', 0]``). A key the file lacks maps to the line of
+    its deepest ancestor the file has. With ``full``, the function returns ``(line, depth)``:
+    ``depth`` is how many keys of the path were found.
+    """
     import yaml
 
     try:
         with open(path) as f:
             root = yaml.compose(f)
     except Exception:
-        return lambda keys: None
+        return (lambda keys: (None, 0)) if full else (lambda keys: None)
 
-    def locate(keys: list) -> int | None:
-        node, line = root, None
+    def locate(keys: list):
+        node, line, depth = root, None, 0
         for k in keys:
-            if not isinstance(node, yaml.MappingNode):
-                break
-            for knode, vnode in node.value:
-                if knode.value == str(k):
-                    node, line = vnode, knode.start_mark.line + 1
+            if isinstance(node, yaml.MappingNode):
+                hit = next(((kn, vn) for kn, vn in node.value if kn.value == str(k)), None)
+                if hit is None:
                     break
+                node, line = hit[1], hit[0].start_mark.line + 1
+            elif isinstance(node, yaml.SequenceNode) and isinstance(k, int) and 0 <= k < len(node.value):
+                node = node.value[k]
+                line = node.start_mark.line + 1
             else:
                 break
-        return line
+            depth += 1
+        return (line, depth) if full else line
 
     return locate

@@ -3,27 +3,32 @@ import os
 import sys
 from pathlib import Path
 
-from snakemake.utils import validate
-
 from debench import forkserver
 from debench.gpu_slots import schedule as gpu_schedule
 from debench.config import (
-    check_config,
     data_dir,
     expand_runs,
     run_identity,
     run_spec,
-    yaml_locator,
+    validate_config,
 )
+from debench.errors import ConfigError
 from debench.report.plots import PLOTS
 from debench.report.tables import TABLE_NAMES, TABLE_SPECS
 from debench.track.tracker import default_tracking_uri
 
-validate(config, schema="../schemas/config.schema.yaml")
-check_config(
-    config,
-    locate=yaml_locator(workflow.configfiles[-1]) if workflow.configfiles else None,
-)
+# debench's own gate, as `debench plan` and `debench status` read a config: the schema with its
+# defaults, then the cross-field checks. An error is one line naming the file, the key's path and
+# line and the closest valid key; it ends the run before any job, without Snakemake's traceback
+# (or, from snakemake.utils.validate, a dump of the whole schema and config).
+try:
+    validate_config(
+        config,
+        [str(f) for f in workflow.configfiles],
+        schema_path=workflow.source_path("../schemas/config.schema.yaml"),
+    )
+except ConfigError as exc:
+    sys.exit(f"debench: error: {exc}")
 
 # The rules call `debench`: the one installed beside the interpreter running Snakemake comes
 # first, so `.venv/bin/snakemake` works without activating the venv (jobs inherit this PATH;
