@@ -36,9 +36,9 @@ def tracked_run(tmp: Path) -> tuple[str, str, Path]:
     uri = f"sqlite:///{results / 'mlflow.db'}"
     exp_id = init_store(uri, ["disc"])["disc"]
     tracker = MlflowTracker(uri, exp_id, "disc")
-    tracker.start("resnet20-seed0", {"lr": 0.1}, {"debench.preset": "p"})
+    tracker.start("resnet20-seed0", {"lr": 0.1, "model": "resnet20"}, {"debench.preset": "p"})
     artifact = tmp / "metrics.json"
-    artifact.write_text(json.dumps(RECORD))
+    artifact.write_text(json.dumps({**RECORD, "table": "discrete", "mode": "paper"}))
     tracker.finish(METRICS, [artifact], "ok")
     return uri, exp_id, results
 
@@ -118,7 +118,8 @@ def test_a_fresh_browser_gets_model_training_and_the_metric_columns():
     # CPU "peak_memory_mb" was the process's RSS)
     assert json.loads(storage[ML_VIEW])["selectedColumns"] == [
         "metrics.`test_accuracy`", "metrics.`nfe_forward`", "metrics.`activation_memory_mb`",
-        "metrics.`cuda_peak_memory_mb`", "metrics.`process_peak_rss_mb`"]
+        "metrics.`cuda_peak_memory_mb`", "metrics.`process_peak_rss_mb`",
+        "params.`family`", "params.`table`", "params.`mode`"]  # what runs are grouped by
 
 
 def test_the_users_own_choices_are_not_overwritten():
@@ -239,6 +240,8 @@ def test_mlflow_ui_opens_an_experiment_on_its_runs_table_with_the_metrics(tmp_pa
     for metric, value in COLUMNS.items():
         assert f'data-testid="sort-header-{metric}"' in dom, f"no {metric} column: {dom[-3000:]}"
         assert re.search(rf'id="cell-metrics.`{metric}`-\d+"[^>]*>{value:g}<', dom), f"{metric} = {value:g} not shown"
+    for param, value in {"family": "discrete", "table": "discrete", "mode": "paper"}.items():
+        assert re.search(rf'id="cell-params.`{param}`-\d+"[^>]*>{value}<', dom), f"param {param} = {value} not shown"
     assert "Token Usage" not in dom and "Latency" not in dom  # MLflow's GenAI overview
     # the Assistant panel did not open over the table (MLflow opens it on a browser's first visit)
     assert "Ask questions about your" not in dom

@@ -46,6 +46,9 @@ ASSISTANT_OPENED_KEY = "mlflow.assistant.fab.autoOpenedOnFirstLoad_v1"
 # under names that say what they are (debench.track.tracker.memory_metrics; CUDA's is empty on CPU)
 METRIC_COLUMNS = ("test_accuracy", "nfe_forward", "activation_memory_mb", "cuda_peak_memory_mb",
                   "process_peak_rss_mb")
+# then what the runs are grouped and filtered by (debench.track.tracker.GROUP_KEYS; the run name
+# already names model, dataset and seed)
+PARAM_COLUMNS = ("family", "table", "mode")
 # the MLflow releases the plugin was tested with ([low, high)): the localStorage keys and the
 # "serve" view are MLflow's internals, read from 3.17.2; pyproject.toml pins the same range
 TESTED_MLFLOW = ((3, 17, 2), (3, 18))
@@ -64,12 +67,13 @@ def seed(experiment_ids: Iterable[str]) -> dict[str, Any]:
     """What the UI should find in ``localStorage`` when the user has chosen nothing yet.
 
     Args:
-        experiment_ids: experiments whose runs table should show :data:`METRIC_COLUMNS`.
+        experiment_ids: experiments whose runs table should show :data:`METRIC_COLUMNS` and
+            :data:`PARAM_COLUMNS`.
 
     Returns:
         ``{localStorage key: value}``; values are stored JSON-encoded, as MLflow's UI does.
     """
-    columns = [f"metrics.`{m}`" for m in METRIC_COLUMNS]
+    columns = [f"metrics.`{m}`" for m in METRIC_COLUMNS] + [f"params.`{p}`" for p in PARAM_COLUMNS]
     state = {view_state_key(e): {"selectedColumns": columns} for e in experiment_ids}
     return {WORKFLOW_KEY: WORKFLOW, ASSISTANT_OPENED_KEY: True, **state}
 
