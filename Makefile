@@ -27,13 +27,14 @@ lint: $(VENV)/.installed
 survey-dry-run: $(VENV)/.installed
 	snakemake -n --cores 1
 
-# `python -m debench.track.ui` starts `mlflow ui --app-name debench` on the preset's store, which loads
-# debench's MLflow UI plugin (src/debench/track/ui.py): experiments open on their runs table with
-# accuracy, NFE and memory columns, unless the browser holds the user's own choice (on an MLflow the
-# plugin was not tested with: the plain UI and a warning). MLFLOW_PORT=N picks the port (0: a free one).
+# `python -m debench.track.ui` = mlflow ui --app-name debench --host 127.0.0.1 --port $(MLFLOW_PORT) on the
+# preset's store (mlflow.db, mlartifacts/). `--app-name debench` loads debench's MLflow UI plugin
+# (src/debench/track/ui.py): experiments open on their runs table with accuracy, NFE, memory, family,
+# table and mode columns, unless the browser holds the user's own choice (on an MLflow the plugin was
+# not tested with: the plain UI and a one-line warning). MLFLOW_PORT=N picks the port (0: a free one).
 MLFLOW_UI_STORE = $(abspath results/$(or $(PRESET),smoke))
 mlflow-ui: $(VENV)/.installed
-	$(PY) -m debench.track.ui --store $(MLFLOW_UI_STORE) --port $(MLFLOW_PORT)
+	$(PY) -m debench.track.ui --host 127.0.0.1 --port $(MLFLOW_PORT) --store $(MLFLOW_UI_STORE)
 
 # a shared tracking server for parallel or cluster jobs (README, "Run on a cluster"); jobs use
 # MLFLOW_TRACKING_URI=http://<host>:$(MLFLOW_PORT). MLFLOW_STORE: any SQLAlchemy URI (default SQLite).

@@ -96,3 +96,14 @@ def test_a_trained_run_is_grouped_measured_and_monitored_and_sync_logs_the_same(
     for key in ("activation_memory_mb", "process_peak_rss_mb"):
         assert synced.data.metrics[key] == pytest.approx(metrics[key])
     assert "cuda_peak_memory_mb" not in synced.data.metrics
+
+
+def test_the_system_metrics_threads_warnings_hide_credentials(caplog):
+    # MLflow's monitor warns "Failed to get mlflow run: API request to <tracking URI>/... failed"
+    tr._redact_system_metrics_log()
+    tr._redact_system_metrics_log()  # once is enough: no second filter
+    logger = logging.getLogger(tr.SYSTEM_METRICS_LOGGER)
+    assert sum(isinstance(f, tr._RedactFilter) for f in logger.filters) == 1
+    logger.warning("Failed to get mlflow run: API request to %s/api/2.0/mlflow/runs/get failed",
+                   "http://alice:s3cret@127.0.0.1:5999")
+    assert "s3cret" not in caplog.text and "http://***@127.0.0.1:5999/api" in caplog.text

@@ -114,6 +114,27 @@ SYSTEM_METRICS_INTERVAL_S = 30.0
 SYSTEM_METRICS_SAMPLES = 2
 
 
+class _RedactFilter(logging.Filter):
+    """Hides ``user:password@`` in the records of a logger debench does not write itself (MLflow's
+    system-metrics thread warns with the failing request's URL, tracking URI included)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        hidden = redact(msg)
+        if hidden != msg:
+            record.msg, record.args = hidden, None
+        return True
+
+
+SYSTEM_METRICS_LOGGER = "mlflow.system_metrics.system_metrics_monitor"
+
+
+def _redact_system_metrics_log() -> None:
+    logger = logging.getLogger(SYSTEM_METRICS_LOGGER)
+    if not any(isinstance(f, _RedactFilter) for f in logger.filters):
+        logger.addFilter(_RedactFilter())
+
+
 def system_metrics_available() -> bool:
     """MLflow's CPU monitor needs psutil (MLflow does not require it); off with DEBENCH_SYSTEM_METRICS=0."""
     import importlib.util
@@ -219,6 +240,7 @@ class MlflowTracker:
         try:
             from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
+            _redact_system_metrics_log()
             self._monitor = SystemMetricsMonitor(
                 self.run_id, sampling_interval=SYSTEM_METRICS_INTERVAL_S,
                 samples_before_logging=SYSTEM_METRICS_SAMPLES, resume_logging=resume,
