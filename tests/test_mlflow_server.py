@@ -90,6 +90,10 @@ def test_concurrent_jobs_against_a_server(tmp_path, synthetic_cache, server):
         assert steps == {"test_accuracy": [0], "epoch/test_accuracy": [1, 2], "epoch/test_loss": [1, 2],
                          "epoch/train_loss": [1, 2]}
         assert run.data.metrics["test_accuracy"] == pytest.approx(rec["test_accuracy"])
+        # what the runs table groups by, and MLflow's system metrics, also over http (issue 28.6)
+        assert (run.data.params["experiment"], run.data.params["table"], run.data.params["family"]) == \
+            ("shared", "discrete", "discrete")
+        assert "system/cpu_utilization_percentage" in run.data.metrics, sorted(run.data.metrics)
         # artifacts went through the server into its artifact folder
         assert {"metrics.json", "epochs.csv"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
     assert list((tmp_path / "store" / "artifacts").rglob("metrics.json"))
