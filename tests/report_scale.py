@@ -1,12 +1,17 @@
-"""A report input at the smoke preset's scale: 74 models over the eight tables, built by hand.
+"""A report input at the smoke preset's scale: 80 models over nine tables, built by hand.
 
-The model, dataset, table and family of every smoke run (``results/published/runs.csv``), written
-as schema-2 records with per-epoch trajectories, so the plots see as many labels as a real report.
+The model, dataset, table and family of every smoke run (``results/published/runs.csv``; the
+future table's six from ``config/smoke.yaml``), written as schema-2 records with per-epoch
+trajectories, so the plots see as many labels as a real report. Depth families carry their depth
+and the registry's scheme text; momentum ResNets run with ``invertible`` true and false (the
+registry's scheme says "invertible" for both), as the smoke preset's do.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+
+import re
 
 import pandas as pd
 
@@ -38,15 +43,28 @@ RUNS = [
     ("generative", "stochastic", "generate", "bits_per_dim",
      [(f"score_sde_{v}_cifar", "cifar10") for v in ("ve", "vp", "subvp")] + [("ddpm_cifar", "cifar10"),
                                                                            ("score_sde_toy", "toy_gmm2d")]),
+    ("future", "continuous", "classify", "test_error",
+     [(m, "cifar10") for m in ("ndde_cifar", "frac_ode_cifar_a05_n4", "frac_ode_cifar_a05_n8", "frac_ode_cifar_a05_n16",
+                               "frac_ode_cifar_a1_n8", "third_order_node_cifar")]),
 ]
 EPOCHS = 3
+# the registry's scheme text of each depth family (src/debench/models/discrete/)
+SCHEMES = {"resnet": "forward Euler", "lm_resnet": "linear multistep (2-step)", "revnet": "reversible coupling "
+           "(forward Euler split)", "momentum_resnet": "momentum (second-order, invertible)", "rk2_resnet": "RK2",
+           "rk4_resnet": "RK4", "midpoint": "midpoint (Chang et al.)", "leapfrog": "leapfrog (Chang et al.)",
+           "hamiltonian": "Hamiltonian (Chang et al.)", "polynet_resnet": "PolyNet (implicit, 2nd order)"}
+INVERTIBLE = {"momentum_resnet20", "momentum_resnet32", "momentum_resnet56"}  # the other momentum ResNets: false
 
 
-def make_smoke_scale_runs(root: Path, seeds: int = 1) -> Path:
+def make_smoke_scale_runs(root: Path, seeds: int = 1, epochs: int = EPOCHS) -> Path:
     """Write one schema-2 record (and ``epochs.csv``) per smoke run under ``root``; return ``root``.
 
     Every classifier gets parameters, evaluations per forward and activation memory; every
-    continuous-depth model forward and backward NFE per epoch; Neural SDEs perturbed accuracies.
+    continuous-depth model forward and backward NFE per epoch; Neural SDEs perturbed accuracies;
+    depth families their depth and scheme, momentum ResNets ``model_args.invertible``.
+
+    Args:
+        epochs: epochs per trajectory (the smoke preset trains one).
     """
     i = 0
     for table, family, task, metric, runs in RUNS:
@@ -59,6 +77,11 @@ def make_smoke_scale_runs(root: Path, seeds: int = 1) -> Path:
                          "epoch_csv": "epochs.csv", "model_args": {"num_classes": 10}}
                 if family == "discrete":
                     extra["evals_per_forward"] = float(9 + (i * 5) % 100)
+                    depth = re.fullmatch(r"([a-z0-9_]*?[a-z])(\d+)", model)
+                    if depth and depth.group(1) in SCHEMES:
+                        extra.update(scheme=SCHEMES[depth.group(1)], model_meta={"depth": int(depth.group(2))})
+                        if depth.group(1) == "momentum_resnet":
+                            extra["model_args"] = {"num_classes": 10, "invertible": model in INVERTIBLE}
                 if family == "continuous":
                     extra.update(nfe_forward=8.0 + i % 20, nfe_backward=10.0 + i % 30,
                                  model_args={"adjoint": bool(i % 2)})
@@ -68,12 +91,12 @@ def make_smoke_scale_runs(root: Path, seeds: int = 1) -> Path:
                 rec = record(model, seed, experiment=f"smoke_{table}", dataset=dataset, table=table, metric=metric,
                              value=value, comparable=False, mode="paper", **extra)
                 path = write_record(root, rec)
-                epochs = pd.DataFrame({"epoch": range(1, EPOCHS + 1),
-                                       "test_accuracy": [10.0 + 20 * e + i % 7 for e in range(EPOCHS)]})
+                frame = pd.DataFrame({"epoch": range(1, epochs + 1),
+                                      "test_accuracy": [10.0 + 20 * e + i % 7 for e in range(epochs)]})
                 if family == "continuous":
-                    epochs = epochs.assign(nfe_forward=[8.0 + i % 20 + 2 * e for e in range(EPOCHS)],
-                                           nfe_backward=[10.0 + i % 30 + 3 * e for e in range(EPOCHS)])
-                epochs.to_csv(path.parent / "epochs.csv", index=False)
+                    frame = frame.assign(nfe_forward=[8.0 + i % 20 + 2 * e for e in range(epochs)],
+                                         nfe_backward=[10.0 + i % 30 + 3 * e for e in range(epochs)])
+                frame.to_csv(path.parent / "epochs.csv", index=False)
     return Path(root)
 
 

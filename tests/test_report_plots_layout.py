@@ -1,4 +1,4 @@
-"""The report's plots at the smoke preset's scale (74 models): one panel per table, labels legible.
+"""The report's plots at the smoke preset's scale (80 models): one panel per table, labels legible.
 
 Each plot is held to :func:`debench.report.layout.layout_problems` (column width, 7 pt text, no two
 texts overlapping, no legend over data) as drawn for the report, reduced-preset title included.
@@ -32,8 +32,8 @@ def scale(tmp_path_factory):
 
 def test_the_scale_input_has_every_smoke_model(scale):
     ok, _ = scale
-    assert len(ok) == 74 and set(zip(ok["model"], ok["dataset"])) == smoke_scale_models()
-    assert ok["table"].nunique() == 8 and ok["trajectory"].notna().all()
+    assert len(ok) == 80 and set(zip(ok["model"], ok["dataset"])) == smoke_scale_models()
+    assert ok["table"].nunique() == 9 and ok["trajectory"].notna().all()
 
 
 @pytest.mark.parametrize("name", list(PLOTS))
@@ -91,9 +91,9 @@ def test_activation_memory_has_one_panel_per_table_and_every_bar_its_run(scale):
     bars = _bars(fig)
     plt.close(fig)
     cls = ok[ok["task"] == "classify"]
-    order = ["discrete", "neural_ode", "anode", "stochastic", "neural_sde"]
-    assert [t.split(":")[0] for t in bars] == [spec(t).title for t in order]
-    assert sum(len(b) for b in bars.values()) == len(cls) == 64
+    order = ["discrete", "neural_ode", "anode", "stochastic", "neural_sde", "future"]
+    assert [t.replace("\n", " ").split(": cifar10")[0] for t in bars] == [spec(t).title for t in order]
+    assert sum(len(b) for b in bars.values()) == len(cls) == 70
     for table, (title, panel) in zip(order, bars.items()):
         rows = cls[cls["table"] == table]
         one = rows["dataset"].nunique() == 1
@@ -101,7 +101,7 @@ def test_activation_memory_has_one_panel_per_table_and_every_bar_its_run(scale):
                   for m, d, v in zip(rows["model"], rows["dataset"], rows["activation_memory_mb"])}
         assert panel == pytest.approx(expect), title
         assert list(panel.values()) == sorted(panel.values())
-        assert title.endswith(": cifar10") == (table in ("discrete", "stochastic"))
+        assert title.endswith(": cifar10") == (table in ("discrete", "stochastic", "future"))
 
 
 def test_time_per_epoch_never_averages_one_model_across_tables_or_datasets(scale):
@@ -112,7 +112,7 @@ def test_time_per_epoch_never_averages_one_model_across_tables_or_datasets(scale
     both = ok[ok["model"] == "resnet6_mnist"].set_index("table")["epoch_time_s"]
     assert bars["Discrete DE-inspired architectures: cifar10"]["resnet6_mnist"] == pytest.approx(both["discrete"])
     assert bars["Neural ODEs"]["resnet6_mnist / mnist"] == pytest.approx(both["neural_ode"])
-    assert sum(len(b) for b in bars.values()) == 74
+    assert sum(len(b) for b in bars.values()) == 80
 
 
 def test_nfe_legend_sits_beside_its_curves(scale):
@@ -120,7 +120,7 @@ def test_nfe_legend_sits_beside_its_curves(scale):
     fig = draw("nfe_over_training", ok, None)
     fig.draw_without_rendering()
     try:
-        assert len(fig.axes) == 4      # discrete (resnet6_mnist), neural_ode, anode, flows
+        assert len(fig.axes) == 5      # discrete (resnet6_mnist), neural_ode, anode, flows, future
         for ax in fig.axes:
             legend = ax.get_legend().get_window_extent()
             assert legend.x0 >= ax.bbox.x1 and legend.y0 >= ax.bbox.y0 - 1 and legend.y1 <= ax.bbox.y1 + 1

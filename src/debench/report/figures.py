@@ -15,8 +15,8 @@ import pandas as pd
 
 # drawn by name from PLOTS; html imports artifact_images from here
 from debench.report.artifacts import artifact_images, flow_samples, generative_samples, latent_sde_paths  # noqa: F401
-from debench.report.layout import (BAR_IN, PANEL_IN, WIDTH_IN, empty_figure, groups, labels, legend_beside,
-                                   legend_height, log_x, panels, style)
+from debench.report.layout import (BAR_IN, MAX_LEGEND, PANEL_IN, WIDTH_IN, empty_figure, groups, labels,
+                                   legend_beside, legend_groups, legend_height, log_x, panels, stem, style)
 from debench.report.runs import adjoint_flag
 
 KEYS = ("table", "model", "dataset", "mode", "settings_hash")  # one series: never averaged across configs
@@ -62,11 +62,14 @@ def _scatter(mean: pd.DataFrame, x: str, xlabel: str, log: bool, note: str):
     m = mean.dropna(subset=[x, "test_accuracy"]) if x in mean else mean.iloc[:0]
     if m.empty:
         return empty_figure(note)
-    parts = [(title, g.assign(label=labels(g)).sort_values("label")) for title, g in groups(m)]
-    fig, axes = panels([max(PANEL_IN, legend_height(list(g["label"]))) for _, g in parts])
+    parts = []
+    for title, g in groups(m):
+        g = g.assign(label=labels(g)).sort_values("label")
+        parts.append((title, g.assign(entry=legend_groups(g["model"]) if len(g) > MAX_LEGEND else g["label"])))
+    fig, axes = panels([max(PANEL_IN, legend_height(list(g["entry"].unique()))) for _, g in parts])
     for ax, (title, g) in zip(axes, parts):
-        for i, (xv, yv, name) in enumerate(zip(g[x], g["test_accuracy"], g["label"])):
-            ax.scatter([xv], [yv], label=name, s=20, **style(i))
+        for i, (name, e) in enumerate(g.groupby("entry", sort=False)):
+            ax.scatter(e[x], e["test_accuracy"], label=name, s=20, **style(i))
         if log:
             log_x(ax, g[x])
         ax.set(title=title, xlabel=xlabel, ylabel="test accuracy (%)")
@@ -107,16 +110,25 @@ def _curve_panels(curves: pd.DataFrame, columns: list[str], ylabel: str):
     for title, g in groups(mean):
         series = g[keys].drop_duplicates()
         series = series.assign(label=labels(series)).sort_values("label")
-        parts.append((title, g.merge(series, on=keys), list(series["label"])))
-    fig, axes = panels([max(PANEL_IN, legend_height(names)) for *_, names in parts])
-    for ax, (title, g, names) in zip(axes, parts):
-        for i, name in enumerate(names):
+        series = series.assign(entry=legend_groups(series["model"]) if len(series) > MAX_LEGEND else series["label"])
+        parts.append((title, g.merge(series, on=keys), series))
+    fig, axes = panels([max(PANEL_IN, legend_height(list(se["entry"].unique()))) for *_, se in parts])
+    for ax, (title, g, series) in zip(axes, parts):
+        entries = list(series["entry"].unique())
+        for name, entry in zip(series["label"], series["entry"]):
             s = g[g["label"] == name].sort_values("epoch")
+            first = series["entry"].eq(entry).idxmax() == series.index[series["label"].eq(name)][0]
             for col, ls in zip(columns, ("-", "--")):
-                if s[col].notna().any():
-                    ax.plot(s["epoch"], s[col], ls=ls, lw=1, ms=4, label=name if ls == "-" else None, **style(i))
+                if s[col].notna().any():  # one epoch is a point, never a line
+                    ax.plot(s["epoch"], s[col], ls=ls if len(s) > 1 else "none", lw=1, ms=4,
+                            label=entry if ls == "-" and first else None, **style(entries.index(entry)))
         ax.set(title=title, xlabel="epoch", ylabel=ylabel)
-        ax.xaxis.get_major_locator().set_params(integer=True)
+        epochs = sorted(g["epoch"].dropna().unique())
+        if len(epochs) == 1:  # every run of the panel has one epoch: one honest tick, not 0.96 ... 1.04
+            ax.set_xticks(epochs)
+            ax.set_xlim(epochs[0] - 1, epochs[0] + 1)
+        else:
+            ax.xaxis.get_major_locator().set_params(integer=True)
         legend_beside(ax)
     return fig
 
@@ -169,33 +181,67 @@ def _beside(fig, ax):
     return fig
 
 
+def depth_label(row) -> str:
+    """The line a depth-family run belongs to, from its record alone: its scheme (or architecture)
+    and, where the record has ``model_args.invertible``, whether the backward rebuilt activations.
+
+    The registry's scheme text of a momentum ResNet says "invertible" whatever the run's arguments;
+    that word is dropped from the scheme and the run's own ``invertible`` flag is said instead.
+    """
+    scheme = row.get("scheme")
+    base = str(scheme) if isinstance(scheme, str) and scheme.strip() else stem(str(row["model"]))
+    base = re.sub(r"\s*\(\s*\)", "", re.sub(r",?\s*\binvertible\b,?", "", base)).strip()
+    flag = row.get("model_args.invertible")
+    if isinstance(flag, str):
+        flag = {"true": True, "false": False}.get(flag.strip().lower())
+    if flag is not None and not pd.isna(flag):
+        base += ": invertible backward" if bool(flag) else ": plain autograd (invertible: False)"
+    return base
+
+
 def memory_vs_depth(ok, runs_dir):
-    """Activation memory per example against the recorded depth (``model_meta.depth``), per scheme."""
+    """Activation memory per example against the recorded depth (``model_meta.depth``), one line per
+    scheme, invertibility (the record's ``model_args.invertible``) and dataset; below, the
+    continuous-depth models' memory with and without the adjoint as bars (they have no depth)."""
     need = {"activation_memory_mb", "batch_size"}
     rows = ok.dropna(subset=list(need)) if need <= set(ok.columns) else ok.iloc[:0]
     rows = rows.assign(per_example=rows["activation_memory_mb"] / rows["batch_size"]) if not rows.empty else rows
-    fig, ax = plt.subplots(figsize=(WIDTH_IN, 2.0), layout="constrained")
-    drawn = 0
     deep = rows.dropna(subset=["model_meta.depth"]) if "model_meta.depth" in rows and not rows.empty else rows.iloc[:0]
     deep = deep[deep["family"] == "discrete"] if "family" in deep else deep.iloc[:0]
-    label = deep["scheme"].fillna("") if "scheme" in deep else deep["model"]
-    for (scheme, ds), g in deep.groupby([label, "dataset"]) if not deep.empty else []:
-        g = g.groupby(pd.to_numeric(g["model_meta.depth"]).astype(int))["per_example"].mean()
-        ax.plot(g.index, g.values, lw=1, label=f"{scheme} / {ds}", **style(drawn))
-        drawn += 1
+    if not deep.empty:
+        deep = deep.assign(line=[depth_label(r) for _, r in deep.iterrows()])
+        if deep["dataset"].nunique() > 1:
+            deep = deep.assign(line=deep["line"] + " / " + deep["dataset"].astype(str))
     adj = rows["model_args.adjoint"] if "model_args.adjoint" in rows and not rows.empty else None
     odes = rows[adj.notna()] if adj is not None else rows.iloc[:0]
-    for (model, ds, flag), g in odes.groupby(["model", "dataset", "model_args.adjoint"]) if not odes.empty else []:
-        yes = adjoint_flag(flag) == "yes"
-        ax.axhline(g["per_example"].mean(), ls="--" if yes else ":", lw=1, color=style(drawn)["color"],
-                   label=f"{model} / {ds}: {'with' if yes else 'without'} adjoint")
-        drawn += 1
-    if not drawn:
-        plt.close(fig)
+    if not odes.empty:
+        odes = odes.assign(bar=[f"{m} / {d}: {'with' if adjoint_flag(f) == 'yes' else 'without'} adjoint"
+                                for m, d, f in zip(odes["model"], odes["dataset"], odes["model_args.adjoint"])])
+        odes = odes.groupby("bar", as_index=False)["per_example"].mean().sort_values("bar")
+    if deep.empty and odes.empty:
         return empty_figure("no activation-memory measurements of depth families")
-    ax.set_xlabel("depth (layers, model_meta.depth of the record)")
-    ax.set_ylabel("activation memory per example (MB)")
-    return _beside(fig, ax)
+    lines = sorted(deep["line"].unique()) if not deep.empty else []
+    heights = ([max(PANEL_IN, legend_height(lines))] if lines else []) + ([BAR_IN * len(odes) + 0.1] if len(odes) else [])
+    fig, axes = panels(heights)
+    if lines:
+        ax = axes[0]
+        for i, line in enumerate(lines):
+            g = deep[deep["line"] == line]
+            g = g.groupby(pd.to_numeric(g["model_meta.depth"]).astype(int))["per_example"].mean()
+            ax.plot(g.index, g.values, lw=1, ls="-" if len(g) > 1 else "none", label=line, **style(i))
+        ax.set(title="discrete depth families", xlabel="depth (layers, model_meta.depth of the record)",
+               ylabel="activation memory\nper example (MB)")
+        legend_beside(ax)
+    if len(odes):
+        ax = axes[-1]
+        ax.barh(range(len(odes)), odes["per_example"], height=0.7,
+                color=["#1f77b4" if b.endswith(": with adjoint") else "#aaaaaa" for b in odes["bar"]])
+        ax.set_yticks(range(len(odes)), odes["bar"])
+        ax.yaxis.tick_right()  # on the side of the legend above, so both axes keep the width between
+        ax.set_ylim(-0.6, len(odes) - 0.4)
+        ax.set(title="continuous-depth models (no depth):\nwith adjoint (blue), without (gray)",
+               xlabel="activation memory per example (MB)")
+    return fig
 
 
 def robustness(ok, runs_dir):

@@ -20,16 +20,19 @@ from debench.report.published import SOURCE_TAGS
 from debench.report.plots import PLOTS, draw_all
 from debench.report.render import NOT_COMPARABLE, display_frame, spec
 from debench.report.runs import read_runs_csv
-from debench.report.tables import NOT_RUN, TABLE_NAMES
+from debench.report.tables import HEAD, NOT_RUN, TABLE_NAMES, TAIL
 from debench.track.atomic import atomic_write_text
 
 CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1280px;color:#222}
 table{border-collapse:collapse;font-size:12px;margin:1em 0}th,td{border:1px solid #ccc;padding:3px 6px}
+td{max-width:16em;overflow-wrap:anywhere}td.why{min-width:14em;max-width:24em}
+div.scroll table{margin:0}div.scroll td:first-child,div.scroll th:first-child{position:sticky;left:0;z-index:1;
+background:#fff;box-shadow:1px 0 0 #ccc}div.scroll th:first-child{background:#f3f3f3}
 th{background:#f3f3f3}td.reproduced,td.matches{background:#dfd}td.not-reproduced,td.differs{background:#fdd}
 td.inconclusive{background:#fff1c2}td.different-quantity,td.no-published-number{background:#eef0f4;color:#555}
 td.not-comparable{color:#777}nav#toc{background:#f7f7f7;border:1px solid #ddd;padding:6px 12px;display:inline-block}
 nav#toc ol{margin:4px 0;padding-left:1.4em}#summary th{text-align:left}
-div.scroll{overflow-x:auto;max-width:100%}ol.notes{font-size:13px;color:#444;max-width:900px}
+div.scroll{overflow-x:auto;max-width:100%;margin:1em 0}ol.notes{font-size:13px;color:#444;max-width:900px}
 a.src{font-size:11px;color:#666}figure{display:inline-block;margin:8px;max-width:600px;vertical-align:top}
 img{max-width:100%}figcaption{font-size:12px;color:#555}.note{color:#666;font-size:13px}
 .banner{background:#fff4d6;border:1px solid #e0b84c;padding:8px 12px}section{margin-top:2em}"""
@@ -59,6 +62,7 @@ def _table_html(summary: pd.DataFrame, name: str) -> str:
     shown = display_frame(summary, name)
     if not shown.empty:  # a column empty in every row says nothing (no NFE for an MLP)
         shown = shown[[c for c in shown.columns if c in KEEP_COLUMNS or shown[c].astype(str).str.strip().ne("").any()]]
+    shown = shown[html_order(list(shown.columns))]
     head = "".join(f"<th>{html.escape(c)}</th>" for c in shown.columns)
     if shown.empty:
         body = f'<tr><td class="not-run" colspan="{len(shown.columns)}">{html.escape(NOT_RUN)}</td></tr>'
@@ -75,10 +79,24 @@ def _table_html(summary: pd.DataFrame, name: str) -> str:
             elif col == "verdict":
                 cells.append(f'<td class="{html.escape(v.replace(" ", "-"))}">{html.escape(v)}</td>')
             else:
-                cells.append(f"<td>{html.escape(str(v))}</td>")
+                cells.append(f'<td{" class=why" if col == "why" else ""}>{html.escape(str(v))}</td>')
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return (f'<div class="scroll"><table data-table="{name}" data-rows="{len(rows)}"><thead><tr>{head}</tr></thead>'
             f'<tbody>{"".join(rows)}</tbody></table></div>')
+
+
+def html_order(labels: list[str]) -> list[str]:
+    """The HTML table's column order: what the row is, its result against the paper (published, diff,
+    tolerance, verdict) next, then the table's own side metrics, "why" last.
+
+    The Markdown and LaTeX tables keep :func:`debench.report.tables.columns`' order; on screen the
+    verdict must not sit beyond the right edge of a wide table (stochastic: constant-depth twin,
+    time saved, time note; generative: FID, IS, sampler NFE).
+    """
+    tail = [label for _, label, _ in TAIL if label in labels and label != "why"]
+    head = [label for _, label, _ in HEAD if label in labels]
+    side = [c for c in labels if c not in head and c not in tail and c != "why"]
+    return head + tail + side + (["why"] if "why" in labels else [])
 
 
 def _published_link(text: str, paper_url, source_url, read_from) -> str:

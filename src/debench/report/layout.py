@@ -9,6 +9,7 @@ is the rule the tests hold every plot to.
 
 from __future__ import annotations
 
+import re
 import textwrap
 from itertools import combinations
 
@@ -32,6 +33,10 @@ RC = {"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "xtick.labelsize
       "ytick.labelsize": MIN_FONT_PT, "legend.fontsize": MIN_FONT_PT, "figure.titlesize": 8, "figure.dpi": DPI,
       "savefig.dpi": DPI}
 MARKERS = "osD^vPX<>*"
+# twelve colours told apart at a glance: matplotlib's ten, black and dark goldenrod
+PALETTE = [f"C{i}" for i in range(10)] + ["#000000", "#b8860b"]
+MAX_LEGEND = 12  # more entries than this and a panel colours by architecture (:func:`legend_groups`)
+TITLE_CHARS = 48  # panel titles wrap here, so a long table title never runs past a narrow axes
 
 
 def groups(rows: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
@@ -48,8 +53,40 @@ def groups(rows: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
         g = rows[table == t]
         title = spec(t).title if t in TABLE_NAMES else (t or "other")
         datasets = g["dataset"].dropna().unique() if "dataset" in g else []
-        out.append((f"{title}: {datasets[0]}" if len(datasets) == 1 else title, g))
+        out.append((textwrap.fill(f"{title}: {datasets[0]}" if len(datasets) == 1 else title, TITLE_CHARS,
+                                  break_on_hyphens=False), g))
     return out
+
+
+def stem(model: str) -> str:
+    """A model's architecture: its name without the depth, width or step count that ends it
+    (``lm_resnet110`` -> ``lm_resnet``, ``shake_shake26_2x96d`` -> ``shake_shake``,
+    ``frac_ode_cifar_a05_n16`` -> ``frac_ode_cifar_a05``); a name without one stays as it is."""
+    out = re.sub(r"(_n\d+|_?\d+(_\d+x\d+d)?)$", "", model)
+    return out or model
+
+
+def legend_groups(models: pd.Series) -> pd.Series:
+    """The legend entry of each series in a panel of more than :data:`MAX_LEGEND` series.
+
+    Series are grouped by architecture (:func:`stem`); when there are more architectures than
+    :data:`MAX_LEGEND`, all but the largest ``MAX_LEGEND - 1`` (ties by name) are pooled into one
+    "other: ..." entry, which names their models.
+
+    Args:
+        models: the model of each series.
+
+    Returns:
+        Aligned with ``models``: ``"<architecture> (<n models>)"`` or ``"other: a, b, ..."``.
+    """
+    arch = models.astype(str).map(stem)
+    sizes = arch.value_counts()
+    if len(sizes) > MAX_LEGEND:
+        keep = set(sorted(sizes.index, key=lambda a: (-sizes[a], a))[:MAX_LEGEND - 1])
+        rest = sorted(set(models[~arch.isin(keep)].astype(str)))
+        arch = arch.where(arch.isin(keep), "other: " + ", ".join(rest))
+    counts = arch.value_counts()
+    return arch.map(lambda a: a if a.startswith("other: ") else f"{a} ({counts[a]})")
 
 
 def labels(rows: pd.DataFrame) -> pd.Series:
@@ -75,12 +112,12 @@ def labels(rows: pd.DataFrame) -> pd.Series:
 
 
 def style(i: int) -> dict:
-    """The i-th of 100 distinct (color, marker) pairs, so legend entries never share a look.
+    """The i-th of 120 distinct (color, marker) pairs: the first :data:`MAX_LEGEND` differ in colour.
 
     Returns:
         Keyword arguments for ``plot`` or ``scatter``.
     """
-    return {"color": f"C{i % 10}", "marker": MARKERS[(i // 10) % len(MARKERS)]}
+    return {"color": PALETTE[i % len(PALETTE)], "marker": MARKERS[(i // len(PALETTE)) % len(MARKERS)]}
 
 
 def wrap(label: str) -> str:
@@ -159,7 +196,7 @@ def layout_problems(fig) -> list[str]:
 
     The rule: the figure is at most :data:`COLUMN_PX` wide; no text is smaller than
     :data:`MIN_FONT_PT`, none reaches outside the figure, no two texts (tick labels, titles, legend
-    entries) overlap, and no legend overlaps any axes' data area.
+    entries) overlap, no legend overlaps any axes' data area or holds more than :data:`MAX_LEGEND` entries.
 
     Args:
         fig: a matplotlib figure as the report draws it.
@@ -184,6 +221,9 @@ def layout_problems(fig) -> list[str]:
             problems.append(f"{t1.get_text()!r} overlaps {t2.get_text()!r}")
     legends = list(fig.legends) + [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]
     for leg in legends:
+        if len(leg.get_texts()) > MAX_LEGEND:
+            problems.append(f"a legend of {len(leg.get_texts())} entries ({leg.get_texts()[0].get_text()!r}, ...): "
+                            f"more than {MAX_LEGEND}")
         lb = leg.get_window_extent(renderer)
         for ax in fig.axes:
             if ax.axison and lb.overlaps(ax.bbox):

@@ -34,14 +34,17 @@ class PlotSpec:
 PLOTS = {
     "accuracy_vs_params": PlotSpec(
         "Test accuracy against trainable parameters, one panel per survey table; one point per model and "
-        "dataset (mean over seeds that finished).", "overview", "all classifiers", "test accuracy, parameters"),
+        "dataset (mean over seeds that finished). A panel of more than 12 models colours them by architecture "
+        "(the model name without its depth; the count in brackets).", "overview", "all classifiers", "test accuracy, parameters"),
     "accuracy_vs_evals": PlotSpec(
         "Test accuracy against function evaluations per forward pass (depth x stages for discrete models, "
-        "measured NFE for continuous ones), one panel per survey table.", "overview", "all classifiers",
+        "measured NFE for continuous ones), one panel per survey table; more than 12 models are coloured by "
+        "architecture.", "overview", "all classifiers",
         "test accuracy, evaluations"),
     "accuracy_vs_epoch": PlotSpec(
         "Test accuracy over training, mean over seeds, one line per model and one panel per survey table "
-        "(from the runs' stored trajectories).", "overview", "all classifiers", "test accuracy per epoch"),
+        "(from the runs' stored trajectories); a run of one epoch is a point. More than 12 models in a panel "
+        "are coloured by architecture.", "overview", "all classifiers", "test accuracy per epoch"),
     "time_per_epoch": PlotSpec(
         "Training wall time per epoch (evaluation excluded), mean over seeds; one panel per survey table, "
         "one bar per model and dataset.", "overview", "all models",
@@ -51,9 +54,11 @@ PLOTS = {
         "panel per survey table, one bar per model and dataset.", "discrete",
         "all classifiers", "activation memory"),
     "memory_vs_depth": PlotSpec(
-        "Measured activation memory per training example against depth (the record's model_meta.depth); the "
-        "survey expects linear growth for ResNet and flat lines for RevNet, invertible Momentum ResNets and "
-        "continuous-depth models with the adjoint (dashed; dotted: without).", "discrete",
+        "Measured activation memory per training example against depth (the record's model_meta.depth), one "
+        "line per scheme; a run's invertibility is its record's model_args.invertible. The survey expects "
+        "linear growth for ResNet and for plain-autograd runs, flat lines for RevNet and Momentum ResNets with "
+        "the invertible backward. Below: continuous-depth models, which have no depth, with and without the "
+        "adjoint.", "discrete",
         "ResNet, RevNet, Momentum ResNet, ODE-Net", "activation memory per example"),
     "nfe_over_training": PlotSpec(
         "Forward (solid) and backward (dashed) function evaluations per training step, mean per epoch; one "

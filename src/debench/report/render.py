@@ -52,6 +52,8 @@ def display_frame(summary: pd.DataFrame, name: str = "discrete") -> pd.DataFrame
     tags = s["published_tag"].fillna("") if "published_tag" in s else [""] * len(s)
     s["published_cell"] = [f"{_fmt(v)} {tag and '[' + tag + ']'}".strip() if not math.isnan(v) else ""
                            for v, tag in zip(s["published"], tags)]
+    if "difference" in s and "verdict" in s:  # a row never compared with a paper has no difference to show
+        s["difference"] = s["difference"].where(s["verdict"].ne("not comparable"))
     out = {}
     for c, label, digits in cols:
         vals = s[c] if c in s else [None] * len(s)
