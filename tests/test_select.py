@@ -36,3 +36,48 @@ def test_a_pattern_matching_nothing_is_an_error_naming_the_closest_runs():
         patterns("a/b/c/d/e")
     with pytest.raises(ConfigError, match=r"only\[1\]"):
         patterns(["resnet_he2016", 3])
+
+
+def _readme_subset_commands() -> list[str]:
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = text.split("### Run a subset", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    return [line for line in block.splitlines() if line.startswith(".venv/bin/snakemake")]
+
+
+@pytest.mark.slow
+def test_the_readmes_subset_commands_select_what_they_say(tmp_path):
+    """Each README command, as written, under -n on the survey config: its train jobs are exactly the runs it names."""
+    import re
+    import shlex
+    import subprocess
+
+    from tests.test_workflow import SNAKEMAKE, project_copy
+
+    project = project_copy(tmp_path)
+    cmds = _readme_subset_commands()
+    assert len(cmds) == 3
+    expected = [
+        {"resnet_he2016/cifar10/resnet20/seed0"},
+        {f"resnet_he2016/cifar10/resnet20/seed{s}" for s in (0, 1, 2)},
+        None,  # checked below: all of lm_resnet, and seed 0 of every experiment
+    ]
+    for cmd, want in zip(cmds, expected):
+        args = shlex.split(cmd)[1:]
+        out = subprocess.run(SNAKEMAKE + args + ["-n"], cwd=project, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, (cmd, out.stderr[-2000:])
+        log = out.stdout + out.stderr
+        trained = set(re.findall(r"results/survey/runs/(\w+/\w+/\w+/seed\d+)/metrics\.json", log))
+        if want is not None:
+            assert trained == want, (cmd, sorted(trained))
+        else:
+            assert all(p.startswith("lm_resnet/") or p.endswith("/seed0") for p in trained)
+            assert {p for p in trained if p.startswith("lm_resnet/")} >= {"lm_resnet/cifar10/lm_resnet20/seed1"}
+            assert "resnet_he2016/cifar10/resnet56/seed0" in trained
+            assert "resnet_he2016/cifar10/resnet56/seed1" not in trained
+    bad = subprocess.run(SNAKEMAKE + ["-n", "--cores", "1", "--config", "only=resnet_he2016/*/resnet2"], cwd=project,
+                         capture_output=True, text=True, timeout=300)
+    err = [line for line in (bad.stdout + bad.stderr).splitlines() if "error" in line.lower()]
+    assert bad.returncode != 0 and len(err) == 1 and "config key 'only'" in err[0]
+    assert "'resnet_he2016/*/resnet2/*' matches none" in err[0] and "closest run paths: resnet_he2016/" in err[0]
