@@ -35,7 +35,8 @@ from debench.train.evaluate import accumulate, evaluate
 from debench.train.measure import activation_probe_bytes, count_parameters, peak_memory_mb
 from debench.train.progress import EpochLog, Progress
 from debench.train.protocol import Protocol, lr_at
-from debench.train.record import FINAL_KEYS, flat_params, record_head, summarize, write_record
+from debench.track.tracker import run_params
+from debench.train.record import FINAL_KEYS, record_head, summarize, write_record
 from debench.train.runtime import continuous_depth, resolve_runtime
 
 log = logging.getLogger("debench.train")
@@ -233,7 +234,7 @@ def _start_tracking(tracker: Any, spec: dict, head: dict, workdir: Path, device:
         with contextlib.suppress(ValueError, OSError):
             resume_id = json.loads(run_id_file.read_text()).get("run_id")
     tracker.start(
-        run_name=f"{spec['model']}-{spec['dataset']}-seed{spec['seed']}", params=flat_params(head),
+        run_name=f"{spec['model']}-{spec['dataset']}-seed{spec['seed']}", params=run_params(head),
         tags={"debench.preset": str(spec.get("preset")), "debench.config_hash": head["config_hash"],
               **{f"provenance.{k}": str(v) for k, v in provenance.collect(device).items()}},
         resume_run_id=resume_id,
