@@ -177,7 +177,7 @@ def _check_model_args(model: str, args: dict, path: list, fail) -> None:
 
 def expand_runs(config: dict) -> list[dict[str, Any]]:
     """Every (experiment, dataset, model, seed) the configuration asks for, limited to the runs
-    whose path matches the config's ``only`` patterns when it has any (:mod:`debench.select`)."""
+    whose path matches the config's ``only`` patterns when it has any (:mod:`debench.subset`)."""
     runs = []
     for name, exp in config["experiments"].items():
         models = resolve_models(exp["models"], f"experiments.{name}.models")
@@ -185,8 +185,8 @@ def expand_runs(config: dict) -> list[dict[str, Any]]:
             for m in models:
                 for seed in config["seeds"]:
                     runs.append({"experiment": name, "dataset": ds, "model": m, "seed": int(seed)})
-    if config.get("only"):  # run a subset: debench.select
-        from debench.select import select_runs
+    if config.get("only"):  # run a subset: debench.subset
+        from debench.subset import select_runs
 
         return select_runs(runs, config["only"])
     return runs
@@ -281,7 +281,7 @@ def validate_config(config: dict, files: list = (), schema_path: str | Path | No
         raise ConfigError(key_message(keys, msg, locate))
     check_config(config, locate=locate)
     if config.get("only"):  # a pattern matching none of the runs is an error before any job
-        from debench.select import select_runs
+        from debench.subset import select_runs
 
         try:
             select_runs(expand_runs({**config, "only": None}), config["only"])

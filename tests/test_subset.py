@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from debench.errors import ConfigError
-from debench.select import patterns, run_path, select_runs
+from debench.subset import patterns, run_path, select_runs
 
 RUNS = [{"experiment": e, "dataset": d, "model": m, "seed": s}
         for e, d, m in (("resnet_he2016", "cifar10", "resnet20"), ("resnet_he2016", "cifar10", "resnet56"),
@@ -81,3 +81,14 @@ def test_the_readmes_subset_commands_select_what_they_say(tmp_path):
     err = [line for line in (bad.stdout + bad.stderr).splitlines() if "error" in line.lower()]
     assert bad.returncode != 0 and len(err) == 1 and "config key 'only'" in err[0]
     assert "'resnet_he2016/*/resnet2/*' matches none" in err[0] and "closest run paths: resnet_he2016/" in err[0]
+
+
+def test_no_debench_module_shadows_a_standard_library_module():
+    """A process whose path holds src/debench (tests/test_gpu_slots.py runs gpu_slots.py so) must
+    still import the standard library: a `debench/select.py` broke `import subprocess` there."""
+    import sys
+    from pathlib import Path
+
+    pkg = Path(__file__).resolve().parents[1] / "src" / "debench"
+    clashes = sorted(p.stem for p in pkg.glob("*.py") if p.stem in sys.stdlib_module_names)
+    assert clashes == []
