@@ -101,15 +101,10 @@ def overlap_rate(stamps: list[list[float]], per_epoch: int) -> float | None:
     t_a, t_b = max(s[0] for s in stamps), min(s[-1] for s in stamps)
     if t_b <= t_a:
         return None
+    import numpy as np
 
-    def trained(s: list[float], t: float) -> float:
-        xs, ys = s, [per_epoch * (e + 1) for e in range(len(s))]
-        for (x0, y0), (x1, y1) in zip(zip(xs, ys), zip(xs[1:], ys[1:])):
-            if x0 <= t <= x1:
-                return y0 + (y1 - y0) * (t - x0) / (x1 - x0)
-        return float(ys[-1] if t > xs[-1] else ys[0])
-
-    return sum(trained(s, t_b) - trained(s, t_a) for s in stamps) / (t_b - t_a)
+    trained = [np.interp([t_a, t_b], s, per_epoch * np.arange(1, len(s) + 1)) for s in stamps]
+    return float(sum(b - a for a, b in trained)) / (t_b - t_a)
 
 
 def _median(values) -> float | None:

@@ -175,7 +175,7 @@ def _check_model_args(model: str, args: dict, path: list, fail) -> None:
                  f"{', '.join(accepted) if accepted else 'no model arguments'}")
 
 
-def expand_runs(config: dict) -> list[dict[str, Any]]:
+def expand_runs(config: dict, locate=None) -> list[dict[str, Any]]:
     """Every (experiment, dataset, model, seed) the configuration asks for, limited to the runs
     whose path matches the config's ``only`` patterns when it has any (:mod:`debench.subset`)."""
     runs = []
@@ -188,7 +188,7 @@ def expand_runs(config: dict) -> list[dict[str, Any]]:
     if config.get("only"):  # run a subset: debench.subset
         from debench.subset import select_runs
 
-        return select_runs(runs, config["only"])
+        return select_runs(runs, config["only"], locate)
     return runs
 
 
@@ -280,13 +280,7 @@ def validate_config(config: dict, files: list = (), schema_path: str | Path | No
         keys, msg = _schema_error(error)
         raise ConfigError(key_message(keys, msg, locate))
     check_config(config, locate=locate)
-    if config.get("only"):  # a pattern matching none of the runs is an error before any job
-        from debench.subset import select_runs
-
-        try:
-            select_runs(expand_runs({**config, "only": None}), config["only"])
-        except ConfigError as exc:  # the same one line as every other key: file, path, line
-            raise ConfigError(key_message(["only"], str(exc).split(": ", 1)[1], locate)) from None
+    expand_runs(config, locate)  # an `only` pattern matching no run is an error before any job
 
 
 def _schema_error(error) -> tuple[list, str]:

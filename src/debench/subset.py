@@ -27,7 +27,13 @@ def run_path(run: dict[str, Any]) -> str:
     return f"{run['experiment']}/{run['dataset']}/{run['model']}/seed{int(run['seed'])}"
 
 
-def patterns(only: Any) -> list[str]:
+def _fail(keys: list, msg: str, locate) -> None:
+    from debench.config import key_message
+
+    raise ConfigError(key_message(keys, msg, locate))
+
+
+def patterns(only: Any, locate=None) -> list[str]:
     """The ``only`` value as a list of four-part patterns (None or empty: no selection).
 
     Raises:
@@ -37,26 +43,27 @@ def patterns(only: Any) -> list[str]:
         return []
     items = [only] if isinstance(only, str) else only
     if not isinstance(items, list):
-        raise ConfigError(f"config key 'only': a pattern or a list of patterns, got {type(only).__name__}")
+        _fail(["only"], f"a pattern or a list of patterns, got {type(only).__name__}", locate)
     out = []
     for i, p in enumerate(items):
         if not isinstance(p, str) or not p.strip("/ "):
-            raise ConfigError(f"config key 'only[{i}]': a pattern such as 'resnet_he2016/*/resnet20/seed0', got {p!r}")
+            _fail(["only", i], f"a pattern such as 'resnet_he2016/*/resnet20/seed0', got {p!r}", locate)
         parts = p.strip("/").split("/")
         if len(parts) > 4:
-            raise ConfigError(f"config key 'only[{i}]': {p!r} has {len(parts)} parts; a run path has 4: "
-                              "experiment/dataset/model/seed<k>")
+            _fail(["only", i], f"{p!r} has {len(parts)} parts; a run path has 4: experiment/dataset/model/seed<k>",
+                  locate)
         out.append("/".join(parts + ["*"] * (4 - len(parts))))
     return out
 
 
-def select_runs(runs: list[dict[str, Any]], only: Any) -> list[dict[str, Any]]:
+def select_runs(runs: list[dict[str, Any]], only: Any, locate=None) -> list[dict[str, Any]]:
     """The runs whose path matches one of ``only``'s patterns (all runs when ``only`` is empty).
+    ``locate`` (:func:`debench.config.config_locator`) puts the file and line in an error.
 
     Raises:
         ConfigError: a pattern matches no run (the message names the closest run paths).
     """
-    pats = patterns(only)
+    pats = patterns(only, locate)
     if not pats:
         return runs
     paths = [run_path(r) for r in runs]
@@ -64,5 +71,5 @@ def select_runs(runs: list[dict[str, Any]], only: Any) -> list[dict[str, Any]]:
         if not any(fnmatch.fnmatchcase(x, p) for x in paths):
             close = difflib.get_close_matches(p, paths, n=3, cutoff=0.3)
             hint = f"; closest run paths: {', '.join(close)}" if close else ""
-            raise ConfigError(f"config key 'only': {p!r} matches none of the config's {len(paths)} runs{hint}")
+            _fail(["only"], f"{p!r} matches none of the config's {len(paths)} runs{hint}", locate)
     return [r for r, x in zip(runs, paths) if any(fnmatch.fnmatchcase(x, p) for p in pats)]
