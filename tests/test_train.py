@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import platform
+from pathlib import Path
 
 import pytest
 
@@ -31,6 +34,11 @@ def test_metrics_schema_and_epoch_log(tmp_path, synthetic_cache):
     assert rec["nfe_forward"] is None and rec["nfe_backward"] is None  # no solver in a ResNet
     assert rec["activation_memory_mb"] > 1 and rec["runtime"]["threads"] == 1
     assert {"git_commit", "torch_version", "device_name"} <= set(rec["provenance"])
+    # the machine a CPU run's times belong to: the CPU model (device_name is only the architecture) and cores
+    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    model = next((ln.split(":", 1)[1].strip() for ln in cpuinfo.splitlines() if ln.startswith("model name")), None)
+    assert rec["provenance"]["cpu_model"] == (model or platform.machine())
+    assert rec["provenance"]["cpu_cores"] == len(os.sched_getaffinity(0))
     lines = (tmp_path / "run" / "epochs.csv").read_text().splitlines()
     assert lines[0].startswith("epoch,step,lr,train_loss") and len(lines) == 3
     assert rec["test_accuracy"] > 20  # synthetic data: well above the 10% of chance after 16 steps

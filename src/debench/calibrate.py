@@ -64,15 +64,9 @@ def device_name(device: Any, threads: int) -> str:
 
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"CPU {cpu} x{threads} threads"
+    from debench.track.provenance import cpu_model
+
+    return f"CPU {cpu_model()} x{threads} threads"
 
 
 def _sync(device: Any) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 import sys
@@ -30,6 +31,25 @@ def _version(module: str) -> str | None:
         return None
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else the machine architecture (``x86_64``)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def usable_cores() -> int | None:
+    """The cores this process may run on (its affinity; a container's CPU set), else ``os.cpu_count()``."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count()
+
+
 def collect(device: Any = None) -> dict[str, Any]:
     """Provenance of this process: git commit/dirty, debench code fingerprint, versions, host, device, time (UTC), peak RSS."""
     info: dict[str, Any] = {
@@ -38,6 +58,8 @@ def collect(device: Any = None) -> dict[str, Any]:
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "hostname": platform.node(),
+        "cpu_model": cpu_model(),  # the machine a CPU run's times belong to (device_name is its architecture)
+        "cpu_cores": usable_cores(),
         "date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     status = _git("status", "--porcelain", "--untracked-files=no")
