@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import textwrap
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -16,7 +17,7 @@ import pandas as pd
 # drawn by name from PLOTS; html imports artifact_images from here
 from debench.report.artifacts import artifact_images, flow_samples, generative_samples, latent_sde_paths  # noqa: F401
 from debench.report.layout import (BAR_IN, MAX_LEGEND, PANEL_IN, WIDTH_IN, empty_figure, groups, labels,
-                                   legend_beside, legend_groups, legend_height, log_x, panels, stem, style)
+                                   legend_beside, legend_groups, legend_height, log_x, panels, stem, style, TITLE_CHARS)
 from debench.report.runs import adjoint_flag
 
 KEYS = ("table", "model", "dataset", "mode", "settings_hash")  # one series: never averaged across configs
@@ -241,6 +242,98 @@ def memory_vs_depth(ok, runs_dir):
         ax.set_ylim(-0.6, len(odes) - 0.4)
         ax.set(title="continuous-depth models (no depth):\nwith adjoint (blue), without (gray)",
                xlabel="activation memory per example (MB)")
+    return fig
+
+
+def budget_runs(ok: pd.DataFrame) -> pd.DataFrame:
+    """Classification runs trained at a paper's iteration budget (the record's ``protocol.iterations``)
+    in a comparable preset (a reduced preset's few steps are no paper's budget)."""
+    if ok.empty or "protocol.iterations" not in ok:
+        return ok.iloc[:0]
+    keep = pd.to_numeric(ok["protocol.iterations"], errors="coerce").notna()
+    if "task" in ok:
+        keep &= ok["task"].eq("classify")
+    if "comparable" in ok:
+        keep &= ok["comparable"].map(lambda v: str(v).lower() in ("true", "1", "1.0"))
+    return ok[keep]
+
+
+def _milestones(value) -> list[float]:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return []
+    return [float(v) for v in value] if isinstance(value, (list, tuple)) else []
+
+
+DETAIL_SERIES = 3  # a panel of at most this many models draws every seed's test and training error
+
+
+def error_vs_iteration(ok, runs_dir):
+    """Error against iterations of the runs at a paper's iteration budget, one panel per survey table.
+
+    A panel of at most :data:`DETAIL_SERIES` models (the CPU campaign's ResNet-20) draws each seed:
+    test error solid, training error dashed, one colour per seed. A larger panel (the survey on a
+    GPU) draws each model's test error, mean over seeds. Dotted verticals mark the learning-rate drops
+    (``protocol.milestones``) where the panel's runs share them. Rows without per-epoch ``step`` are left out.
+    """
+    runs = budget_runs(ok)
+    curves = epoch_curves(runs, runs_dir) if not runs.empty else None
+    if curves is None or "step" not in curves or curves["step"].isna().all() or "test_accuracy" not in curves:
+        return empty_figure("no runs at a paper's iteration budget with per-epoch steps")
+    curves = curves.dropna(subset=["step", "test_accuracy"])
+    curves = curves.assign(test_error=100 - curves["test_accuracy"], kilo=curves["step"] / 1e3)
+    if "train_accuracy" in curves:
+        curves = curves.assign(train_error=100 - curves["train_accuracy"])
+    keys = _keys(curves)
+    parts = []
+    for title, g in groups(curves):
+        series = g[keys].drop_duplicates()
+        series = series.assign(label=labels(series)).sort_values("label")
+        detail = len(series) <= DETAIL_SERIES
+        if detail:
+            entries = [f"{lab}, seed {s}" for lab in series["label"] for s in sorted(g.merge(series[series["label"] == lab])["seed"].unique())]
+            entries += ["test error", "train error"]
+        else:
+            series = series.assign(entry=legend_groups(series["model"]) if len(series) > MAX_LEGEND else series["label"])
+            entries = list(series["entry"].unique())
+        parts.append((title, g.merge(series, on=keys), series, detail, entries))
+    fig, axes = panels([max(PANEL_IN, legend_height(e)) for *_, e in parts])
+    for ax, (title, g, series, detail, entries) in zip(axes, parts):
+        if detail:
+            colour = 0
+            for lab in series["label"]:
+                for s, run in g[g["label"] == lab].groupby("seed"):
+                    run = run.sort_values("step")
+                    color = style(colour)["color"]  # lines only: a marker per epoch would hide the curve
+                    ax.plot(run["kilo"], run["test_error"], lw=1.2, color=color, label=entries[colour])
+                    if "train_error" in run and run["train_error"].notna().any():
+                        ax.plot(run["kilo"], run["train_error"], lw=0.8, ls="--", color=color)
+                    colour += 1
+            ax.plot([], [], color="#444444", lw=1.2, label="test error")
+            ax.plot([], [], color="#444444", lw=0.8, ls="--", label="train error")
+        else:
+            mean = g.groupby(["label", "entry", "step"], as_index=False)[["kilo", "test_error"]].mean()
+            names = list(series["entry"].unique())
+            seen: set[str] = set()
+            for lab, entry in zip(series["label"], series["entry"]):
+                m = mean[mean["label"] == lab].sort_values("step")
+                ax.plot(m["kilo"], m["test_error"], lw=1, color=style(names.index(entry))["color"],
+                        label=None if entry in seen else entry)
+                seen.add(entry)
+        rows = runs[runs["table"] == g["table"].iloc[0]] if "table" in runs and "table" in g else runs
+        drops = {tuple(_milestones(v)) for v in rows.get("protocol.milestones", pd.Series(dtype=object))}
+        if len(drops) == 1:
+            for m in next(iter(drops)):
+                ax.axvline(m / 1e3, color="#888888", lw=0.8, ls=":")
+        budgets = sorted({int(v) for v in pd.to_numeric(rows["protocol.iterations"], errors="coerce").dropna()})
+        budget = f"{budgets[0]:,} iterations" if len(budgets) == 1 else "paper budgets"
+        top = float(g["test_error"].quantile(0.98))
+        ax.set_ylim(0, min(100.0, max(top, 1.0) * 1.1))
+        ax.set(title=textwrap.fill(f"{title}: {budget}", TITLE_CHARS, break_on_hyphens=False),
+               xlabel="iterations (thousands)", ylabel="error (%)")
+        legend_beside(ax)
     return fig
 
 

@@ -99,6 +99,56 @@ def html_order(labels: list[str]) -> list[str]:
     return head + tail + side + (["why"] if "why" in labels else [])
 
 
+BUDGET_NOTE = ("Each run at a paper's iteration budget (protocol.iterations) on its own: the iterations it ran, its "
+               "final test error, its training time (every epoch's wall time, summed over all the processes that ran "
+               "it, evaluation excluded), its median seconds per epoch and the machine it ran on.")
+
+
+def _machine(r: pd.Series) -> str:
+    """The machine a run's times belong to: the GPU's name, or the CPU model with its threads."""
+    def text(key):
+        v = r.get(key)
+        return "" if v is None or (isinstance(v, float) and pd.isna(v)) else str(v).strip()
+
+    threads = text("runtime.threads") or text("provenance.torch_threads")
+    threads = f", {int(float(threads))} threads" if threads else ""
+    if text("runtime.device_type").lower() == "cpu":
+        return f"CPU {text('provenance.cpu_model') or text('provenance.device_name') or '(model not recorded)'}{threads}"
+    return text("provenance.device_name") or text("runtime.device_type") or "not recorded"
+
+
+def budget_table(runs: pd.DataFrame, table: str) -> str:
+    """``<table id="budget-<table>">``: one row per finished run of ``table`` at a paper's iteration
+    budget (time per seed and its machine), or "" when there is none."""
+    from debench.report.figures import budget_runs
+
+    ok = runs[runs["status"].eq("ok") & runs["table"].eq(table)] if {"status", "table"} <= set(runs) else runs.iloc[:0]
+    rows = budget_runs(ok)
+    if rows.empty:
+        return ""
+    rows = rows.sort_values(["model", "dataset", "seed"])
+    head = ["model", "dataset", "seed", "iterations", "test error (%)", "training time (h)", "s / epoch (median)",
+            "machine", "resumed", "commit"]
+
+    def num(r, key, fmt):
+        v = pd.to_numeric(r.get(key), errors="coerce")
+        return "" if pd.isna(v) else fmt(v)
+
+    body = []
+    for _, r in rows.iterrows():
+        resumed = pd.to_numeric(r.get("resumed_from_epoch"), errors="coerce")
+        cells = [r["model"], r["dataset"], str(int(r["seed"])), num(r, "steps", lambda v: f"{int(v):,}"),
+                 num(r, "test_error", lambda v: f"{v:.2f}"), num(r, "train_time_s", lambda v: f"{v / 3600:.2f}"),
+                 num(r, "epoch_time_median_s", lambda v: f"{v:.1f}"), _machine(r),
+                 f"from epoch {int(resumed)}" if not pd.isna(resumed) and resumed > 0 else "no",
+                 str(r.get("provenance.git_commit") or "")[:10]]
+        body.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+    return (f'<h3>Time per run at the paper\'s budget</h3><p class="note">{html.escape(BUDGET_NOTE)}</p>'
+            f'<div class="scroll"><table id="budget-{html.escape(table)}"><thead><tr>'
+            + "".join(f"<th>{html.escape(h)}</th>" for h in head) + f'</tr></thead><tbody>{"".join(body)}</tbody>'
+            "</table></div>")
+
+
 def _published_link(text: str, paper_url, source_url, read_from) -> str:
     """A published number linked to the paper (its arXiv page), the document it was read from named
     in the tooltip and linked after it when that is another document (a copy, a listing, a replication)."""
@@ -199,6 +249,7 @@ def build_report(tables_dir: Path, out: Path, runs_dir: Path | None = None) -> P
         for plot, ps in PLOTS.items():
             if ps.section == name and plot not in no_data and not (plot in ARTIFACT_PLOTS and artifacts):
                 part.append(_figure(plots[plot], ps.caption))
+        part.append(budget_table(runs, name))
         if artifacts:
             part.append("<h3>Model artifacts</h3>" + "".join(artifacts))
         parts.append("".join(part) + "</section>")

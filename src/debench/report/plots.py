@@ -49,6 +49,14 @@ PLOTS = {
         "Training wall time per epoch (evaluation excluded), mean over seeds; one panel per survey table, "
         "one bar per model and dataset.", "overview", "all models",
         "seconds per epoch"),
+    "error_vs_iteration": PlotSpec(
+        "Runs at a paper's iteration budget (the record's protocol.iterations): test error (solid) and training "
+        "error on the epoch's augmented mini-batches in training mode (dashed) against iterations, one colour per "
+        "seed; dotted verticals at the learning-rate drops (protocol.milestones). He et al. 2016 draw these "
+        "curves for ResNet-20 to 110 on CIFAR-10 in their Figure 6 (middle panel; bold lines test error, dashed "
+        "training error) but print no values for them: the curve is read beside that figure, not scored. The "
+        "scored number is the final test error in the table above.", "discrete", "ResNets at He et al.'s protocol",
+        "test and training error per iteration"),
     "activation_memory": PlotSpec(
         "Autograd's saved bytes for one training step at the experiment's batch size, mean over seeds; one "
         "panel per survey table, one bar per model and dataset.", "discrete",

@@ -19,7 +19,7 @@ from debench.track.atomic import atomic_write_text
 
 IDENTITY = ["experiment", "dataset", "model", "seed"]
 DEDUPE_KEY = IDENTITY + ["config_hash"]
-TRAJECTORY_COLUMNS = ("epoch", "test_accuracy", "nfe_forward", "nfe_backward")
+TRAJECTORY_COLUMNS = ("epoch", "step", "test_accuracy", "train_accuracy", "nfe_forward", "nfe_backward")
 _TEXT = {"experiment": str, "dataset": str, "model": str, "config_hash": str, "settings_hash": str, "run_dir": str,
          "provenance.git_commit": str, "mlflow_run_id": str, "provenance.date_utc": str, "status": str,
          "metric": str, "table": str, "family": str, "mode": str, "model_meta.reference": str,
