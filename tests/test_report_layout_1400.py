@@ -44,6 +44,20 @@ window.addEventListener('load', function () {
     o.tables.push({name: t.getAttribute('data-table') || t.id, right: r.right, width: r.width,
                    box: [p.left, p.right], heads: heads});
   });
+  o.broken = [];  // words of table cells set on two lines: broken inside the word, not at a space, hyphen or _
+  document.querySelectorAll('td').forEach(function (td) {
+    var walk = document.createTreeWalker(td, NodeFilter.SHOW_TEXT), n, m;
+    while ((n = walk.nextNode())) {
+      var re = /[^\s\-\/,;:()\[\]_]+/g;
+      while ((m = re.exec(n.data))) {
+        if (m[0].length > 14) continue;  // a hash or a path may have to break; a word of prose may not
+        var r = document.createRange(); r.setStart(n, m.index); r.setEnd(n, m.index + m[0].length);
+        var tops = {};
+        Array.prototype.forEach.call(r.getClientRects(), function (b) { if (b.width > 0) tops[Math.round(b.top)] = 1; });
+        if (Object.keys(tops).length > 1) o.broken.push(m[0]);
+      }
+    }
+  });
   document.querySelectorAll('nav#toc a').forEach(function (a) { o.toc.push(a.getAttribute('href')); });
   document.querySelectorAll('[id]').forEach(function (e) { o.ids.push(e.id); });
   var pre = document.createElement('pre'); pre.id = 'layout-1400'; pre.textContent = JSON.stringify(o);
@@ -93,6 +107,14 @@ def test_no_table_is_wider_than_the_page_and_verdicts_are_in_view(survey):
         for col in ("tolerance", "verdict"):
             if col in t["heads"]:
                 assert t["heads"][col][1] <= min(t["box"][1], WIDTH) + 1, (t["name"], col, t["heads"][col])
+
+
+@pytest.mark.slow
+def test_no_word_in_a_table_cell_is_broken_across_lines(survey):
+    """Cells wrap at spaces and hyphens: "comparable" never shows as "comparabl" over "e"."""
+    page, _, tmp = survey
+    m = measured(page, tmp / "profile-words")
+    assert m["broken"] == [], f"{len(m['broken'])} words broken inside: {sorted(set(m['broken']))[:12]}"
 
 
 @pytest.mark.slow

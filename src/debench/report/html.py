@@ -23,9 +23,9 @@ from debench.report.runs import read_runs_csv
 from debench.report.tables import HEAD, NOT_RUN, TABLE_NAMES, TAIL
 from debench.track.atomic import atomic_write_text
 
-CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1280px;color:#222}
+CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1340px;color:#222}
 table{border-collapse:collapse;font-size:12px;margin:1em 0}th,td{border:1px solid #ccc;padding:3px 6px}
-td{max-width:16em;overflow-wrap:anywhere}td.why{min-width:14em;max-width:24em}
+td{max-width:16em;overflow-wrap:break-word}td.why{min-width:12em;max-width:24em}
 div.scroll table{margin:0}div.scroll td:first-child,div.scroll th:first-child{position:sticky;left:0;z-index:1;
 background:#fff;box-shadow:1px 0 0 #ccc}div.scroll th:first-child{background:#f3f3f3}
 th{background:#f3f3f3}td.reproduced,td.matches{background:#dfd}td.not-reproduced,td.differs{background:#fdd}
@@ -44,6 +44,13 @@ document.body.setAttribute('data-images-broken',String(bad));}
 window.addEventListener('load',debenchCheckImages);
 </script>"""
 ARTIFACT_PLOTS = {"flow_samples", "latent_sde_paths", "generative_samples"}
+
+
+def cell_text(value) -> str:
+    """A table cell's text, escaped, with a line-break opportunity after each underscore: a model or
+    metric name (``stochastic_depth_resnet110``) wraps between its parts, never inside a word, and a
+    wide table stays inside the page (``td{overflow-wrap:break-word}`` keeps every word whole)."""
+    return html.escape(str(value)).replace("_", "_<wbr>")
 
 
 def _img(path: Path) -> str:
@@ -79,7 +86,7 @@ def _table_html(summary: pd.DataFrame, name: str) -> str:
             elif col == "verdict":
                 cells.append(f'<td class="{html.escape(v.replace(" ", "-"))}">{html.escape(v)}</td>')
             else:
-                cells.append(f'<td{" class=why" if col == "why" else ""}>{html.escape(str(v))}</td>')
+                cells.append(f'<td{" class=why" if col == "why" else ""}>{cell_text(v)}</td>')
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return (f'<div class="scroll"><table data-table="{name}" data-rows="{len(rows)}"><thead><tr>{head}</tr></thead>'
             f'<tbody>{"".join(rows)}</tbody></table></div>')
@@ -380,7 +387,7 @@ def _measurements(table: pd.DataFrame, anchor: str, title: str, note: str, colum
         if isinstance(v, float):
             text = "" if v != v else f"{v:.4g}"
         else:
-            text = html.escape(str(v))
+            text = cell_text(v)
         if c == "published" and text:
             tag = str(r.get("published_tag") or "")
             text = _published_link(text + (f" [{tag}]" if tag else ""), r.get("paper_url"), r.get("source_url"),
