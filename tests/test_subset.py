@@ -6,6 +6,7 @@ import pytest
 
 from debench.errors import ConfigError
 from debench.subset import patterns, run_path, select_runs
+from tests.conftest import ROOT
 
 RUNS = [{"experiment": e, "dataset": d, "model": m, "seed": s}
         for e, d, m in (("resnet_he2016", "cifar10", "resnet20"), ("resnet_he2016", "cifar10", "resnet56"),
@@ -47,6 +48,23 @@ def _readme_subset_commands() -> list[str]:
 
 
 @pytest.mark.slow
+def test_an_only_given_on_the_command_line_is_named_so_not_as_the_config_file(tmp_path):
+    import yaml
+
+    from debench.config import validate_config
+
+    path = tmp_path / "config.yaml"
+    path.write_text((ROOT / "config" / "smoke.yaml").read_text())
+    config = yaml.safe_load(path.read_text())
+    with pytest.raises(ConfigError) as err:  # as `snakemake --config only=nothing/here` merges it
+        validate_config({**config, "only": "nothing/here"}, [str(path)])
+    assert str(err.value).startswith("--config: config key 'only'"), err.value
+    with pytest.raises(ConfigError) as err:  # the same key written in the file: its file and line
+        path.write_text(path.read_text() + "only: nothing/here\n")
+        validate_config(yaml.safe_load(path.read_text()), [str(path)])
+    assert str(err.value).startswith(f"{path}: config key 'only' (line "), err.value
+
+
 def test_the_readmes_subset_commands_select_what_they_say(tmp_path):
     """Each README command, as written, under -n on the survey config: its train jobs are exactly the runs it names."""
     import re
@@ -79,7 +97,7 @@ def test_the_readmes_subset_commands_select_what_they_say(tmp_path):
     bad = subprocess.run(SNAKEMAKE + ["-n", "--cores", "1", "--config", "only=resnet_he2016/*/resnet2"], cwd=project,
                          capture_output=True, text=True, timeout=300)
     err = [line for line in (bad.stdout + bad.stderr).splitlines() if "error" in line.lower()]
-    assert bad.returncode != 0 and len(err) == 1 and "config key 'only'" in err[0]
+    assert bad.returncode != 0 and len(err) == 1 and "--config: config key 'only'" in err[0]  # not config.yaml
     assert "'resnet_he2016/*/resnet2/*' matches none" in err[0] and "closest run paths: resnet_he2016/" in err[0]
 
 

@@ -271,7 +271,7 @@ def validate_config(config: dict, files: list = (), schema_path: str | Path | No
                 instance.setdefault(key, copy.deepcopy(sub["default"]))
         yield from base.VALIDATORS["properties"](validator, properties, instance, schema)
 
-    locate = config_locator([str(f) for f in files])
+    locate = config_locator([str(f) for f in files], config)
     errors = list(validators.extend(base, {"properties": set_defaults})(schema).iter_errors(config))
     if errors:
         # an unknown key first: a typo (seed for seeds) also leaves a required key missing
@@ -318,13 +318,34 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def config_locator(files: list[str]):
+def config_locator(files: list[str], config: dict | None = None):
     """A function mapping a key path to ``(file, line)``: the last of ``files`` that holds the
     key (Snakemake merges later files over earlier ones), else the deepest key found; the file
-    is shown relative to the working folder when it lies under it."""
+    is shown relative to the working folder when it lies under it.
+
+    With ``config`` (the merged config, before schema defaults), a top-level key whose value no
+    file gives (``snakemake --config only=...``) is located as ``("--config", None)``.
+    """
+    import yaml
+
     located = [(_shown(f), yaml_locator(f, full=True)) for f in files]
+    from_command_line: set[str] = set()
+    if config is not None and files:
+        contents = []
+        for f in files:
+            try:
+                loaded = yaml.safe_load(Path(f).read_text())
+            except (OSError, yaml.YAMLError):
+                loaded = None
+            contents.append(loaded if isinstance(loaded, dict) else {})
+        for key, value in config.items():
+            given = [c[key] for c in contents if key in c]
+            if not given or given[-1] != value:  # a --config value, merged over the files
+                from_command_line.add(key)
 
     def locate(keys: list):
+        if keys and keys[0] in from_command_line:
+            return "--config", None
         best = (None, None, -1)
         for shown, loc in reversed(located):
             line, depth = loc(keys)
