@@ -46,6 +46,9 @@ class ModelInfo:
         constant_depth_twin: for a stochastic-depth-style model, the constant-depth model its
             time saving is measured against; ``None`` derives it from the name (see
             :func:`constant_depth_twin`).
+        baseline: the model a paper's relative claim measures this one against (LM-ResNet-20 against
+            ResNet-20: same depth, forward Euler); the report gives the difference of their means with
+            its CI when both ran under the same protocol (:mod:`debench.report.baselines`).
         module: the Python module that registered the factory (shows plugin models).
         precision: the precision ``runtime.amp: auto`` trains the model in where the authors'
             code decides it: ``fp32`` (their code trains without mixed precision; the SDE
@@ -66,6 +69,7 @@ class ModelInfo:
     compilable: bool = False
     defaults: dict[str, Any] = field(default_factory=dict)
     constant_depth_twin: str | None = None
+    baseline: str | None = None
     module: str = ""
     precision: str | None = None
     precision_source: str = ""
@@ -107,6 +111,7 @@ def register_model(
     metric: str = "test_error",
     compilable: bool = False,
     constant_depth_twin: str | None = None,
+    baseline: str | None = None,
     precision: str | None = None,
     precision_source: str = "",
     **defaults: Any,
@@ -124,6 +129,7 @@ def register_model(
         metric: primary metric of the report (see :class:`ModelInfo`).
         compilable: see :class:`ModelInfo`.
         constant_depth_twin: see :class:`ModelInfo`.
+        baseline: see :class:`ModelInfo`.
         precision, precision_source: see :class:`ModelInfo`; a ``precision`` needs its source.
         **defaults: keyword arguments passed to the factory unless overridden.
 
@@ -157,6 +163,7 @@ def register_model(
             compilable=compilable,
             defaults=dict(defaults),
             constant_depth_twin=constant_depth_twin,
+            baseline=baseline,
             module=getattr(factory, "__module__", ""),
             precision=precision,
             precision_source=precision_source,
@@ -296,7 +303,7 @@ def model_meta(name: str, depth: int | None = None, compiled: str | bool = False
         compiled: ``False`` or the torch.compile mode the run used.
 
     Returns:
-        ``reference`` (selector dicts), ``depth``, ``constant_depth_twin``, ``compilable``,
+        ``reference`` (selector dicts), ``depth``, ``constant_depth_twin``, ``baseline``, ``compilable``,
         ``compiled`` and ``module``. (A pinned ``precision`` shows in the record's ``precision``
         block, which :func:`debench.train.runtime.resolve_precision` fills from it.)
 
@@ -307,7 +314,7 @@ def model_meta(name: str, depth: int | None = None, compiled: str | bool = False
     if depth is None:
         depth = _depth_of(name, info.reference)
     return {"reference": [dict(r) for r in info.reference], "depth": depth,
-            "constant_depth_twin": constant_depth_twin(name), "compilable": info.compilable,
+            "constant_depth_twin": constant_depth_twin(name), "baseline": info.baseline, "compilable": info.compilable,
             "compiled": compiled, "module": info.module}
 
 

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from debench.report.baselines import baseline_comparisons
 from debench.report.compare import config_labels, time_savings
 from debench.report.equivalence import INCONCLUSIVE, measured_verdict, trained_verdict
 from debench.report.expected import devices, identity_from_path, not_yet_run, select_expected
@@ -191,6 +192,7 @@ def aggregate_rows(runs: pd.DataFrame, published_csv: Path, out_dir: Path, toler
     measured, trained = split_measurements(runs)
     summary = summarize(trained, published, tols) if not trained.empty else pd.DataFrame()
     measurements = trained_architecture_rows(summary, measurement_table(measured, published, tols))
+    baselines = baseline_comparisons(summary, trained)
     names = list(TABLE_NAMES if tables is None else tables)
     names += sorted(set(summary["table"]) - set(names)) if not summary.empty else []
     info = {
@@ -210,6 +212,7 @@ def aggregate_rows(runs: pd.DataFrame, published_csv: Path, out_dir: Path, toler
         part = summary[summary["table"] == name] if not summary.empty else pd.DataFrame()
         write_table(row_order(part), out_dir / "tables", name)
     write_measurement_table(measurements, out_dir)
+    atomic_write_text(out_dir / "tables" / "baselines.csv", baselines.to_csv(index=False, float_format="%.6g"))
     atomic_write_json(out_dir / "tables" / "summary.json", info)
     for p in problems:
         log.warning(p)

@@ -29,7 +29,7 @@ td{max-width:16em;overflow-wrap:break-word}td.why{min-width:12em;max-width:24em}
 div.scroll table{margin:0}div.scroll td:first-child,div.scroll th:first-child{position:sticky;left:0;z-index:1;
 background:#fff;box-shadow:1px 0 0 #ccc}div.scroll th:first-child{background:#f3f3f3}
 th{background:#f3f3f3}td.reproduced,td.matches{background:#dfd}td.not-reproduced,td.differs{background:#fdd}
-td.inconclusive{background:#fff1c2}td.different-quantity,td.no-published-number{background:#eef0f4;color:#555}
+td.inconclusive{background:#fff1c2}td.lower-than-baseline{background:#dfd}td.higher-than-baseline{background:#fdd}td.different-quantity,td.no-published-number{background:#eef0f4;color:#555}
 td.not-comparable{color:#777}nav#toc{background:#f7f7f7;border:1px solid #ddd;padding:6px 12px;display:inline-block}
 nav#toc ol{margin:4px 0;padding-left:1.4em}#summary th{text-align:left}
 div.scroll{overflow-x:auto;max-width:100%;margin:1em 0}ol.notes{font-size:13px;color:#444;max-width:900px}
@@ -106,6 +106,41 @@ def html_order(labels: list[str]) -> list[str]:
     return head + tail + side + (["why"] if "why" in labels else [])
 
 
+BASELINE_NOTE = ("Each model against the baseline its record names (model_meta.baseline), trained under the same "
+                 "protocol, data and precision: the difference of the means (model − baseline, in the metric's "
+                 "units; lower is better) with its Welch 95% CI. A verdict needs the whole CI on one side of 0 "
+                 "and 2 or more seeds of each; a baseline trained otherwise is not compared.")
+
+
+def baseline_table(baselines: pd.DataFrame, table: str) -> str:
+    """``<table id="baselines-<table>">`` of :func:`debench.report.baselines.baseline_comparisons`' rows of
+    ``table``, or "" when it has none."""
+    rows = baselines[baselines["table"] == table] if not baselines.empty and "table" in baselines else baselines.iloc[:0]
+    if rows.empty:
+        return ""
+    head = ["model", "dataset", "n", "mean", "baseline", "baseline n", "baseline mean", "difference", "95% CI",
+            "verdict", "why"]
+
+    def num(v, digits=2):
+        v = pd.to_numeric(v, errors="coerce")
+        return "" if pd.isna(v) else f"{float(v):.{digits}f}"
+
+    body = []
+    for _, r in rows.iterrows():
+        ci = f"[{num(r['ci95_low'])}, {num(r['ci95_high'])}]" if num(r["ci95_low"]) else ""
+        n_b = num(r["baseline_n"], 0)
+        cells = [cell_text(r["model"]), cell_text(r["dataset"]), num(r["n"], 0), num(r["mean"]), cell_text(r["baseline"]),
+                 n_b, num(r["baseline_mean"]), num(r["difference"]), ci]
+        verdict = str(r["verdict"])
+        body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells)
+                    + f'<td class="{html.escape(verdict.replace(" ", "-"))}">{html.escape(verdict)}</td>'
+                    + f'<td class="why">{html.escape(str(r["reason"]))}</td></tr>')
+    return (f'<h3>Against the baseline</h3><p class="note">{html.escape(BASELINE_NOTE)}</p>'
+            f'<div class="scroll"><table id="baselines-{html.escape(table)}"><thead><tr>'
+            + "".join(f"<th>{html.escape(h)}</th>" for h in head) + f'</tr></thead><tbody>{"".join(body)}</tbody>'
+            "</table></div>")
+
+
 BUDGET_NOTE = ("Each run at a paper's iteration budget (protocol.iterations) on its own: the iterations it ran, its "
                "final test error, its training time (every epoch's wall time, summed over all the processes that ran "
                "it, evaluation excluded), its median seconds per epoch and the machine it ran on.")
@@ -174,7 +209,8 @@ def _read_table(csv: Path) -> pd.DataFrame:
     text = ("model", "dataset", "settings_hash", "published_tag", "published_source", "adjoint", "constant_depth_model",
             "fid_not_computed", "config", "tolerance", "params_verdict", "time_note", "verdict_reason",
             "published_read_from", "published_paper_url", "reason", "ratio_to", "against", "read_from", "source_url",
-            "paper_url", "published_row", "kind", "quantity", "verdict", "experiment")
+            "paper_url", "published_row", "kind", "quantity", "verdict", "experiment", "baseline",
+            "baseline_experiment", "metric", "mode", "table")
     summary = pd.read_csv(csv, dtype={c: str for c in text})
     for col in text[2:]:
         if col in summary:
@@ -215,6 +251,7 @@ def build_report(tables_dir: Path, out: Path, runs_dir: Path | None = None) -> P
     not_run = [t for t in list(info["tables"]) + [t for t in TABLE_NAMES if t not in info["tables"]]
                if t not in set(run_tables)]
     measured = _read_table(tables_dir / "tables" / "measurements.csv")
+    baselines = _read_table(tables_dir / "tables" / "baselines.csv")
     architecture = _read_table(tables_dir / "tables" / "architecture.csv")
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>debench report</title><style>{CSS}</style>"
              f"{CHECK_IMAGES}</head><body>",
@@ -256,6 +293,7 @@ def build_report(tables_dir: Path, out: Path, runs_dir: Path | None = None) -> P
         for plot, ps in PLOTS.items():
             if ps.section == name and plot not in no_data and not (plot in ARTIFACT_PLOTS and artifacts):
                 part.append(_figure(plots[plot], ps.caption))
+        part.append(baseline_table(baselines, name))
         part.append(budget_table(runs, name))
         if artifacts:
             part.append("<h3>Model artifacts</h3>" + "".join(artifacts))

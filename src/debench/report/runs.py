@@ -23,7 +23,7 @@ TRAJECTORY_COLUMNS = ("epoch", "step", "test_accuracy", "train_accuracy", "nfe_f
 _TEXT = {"experiment": str, "dataset": str, "model": str, "config_hash": str, "settings_hash": str, "run_dir": str,
          "provenance.git_commit": str, "mlflow_run_id": str, "provenance.date_utc": str, "status": str,
          "metric": str, "table": str, "family": str, "mode": str, "model_meta.reference": str,
-         "model_meta.constant_depth_twin": str, "model_meta.compiled": str, "model_meta.module": str}
+         "model_meta.constant_depth_twin": str, "model_meta.baseline": str, "model_meta.compiled": str, "model_meta.module": str}
 
 
 def read_run_dirs(runs_dir: Path, paths: list[Path] | None = None,

@@ -89,8 +89,11 @@ class LMResNet(CifarResNet):
 def _register(depth: int, sd: bool) -> None:
     n = 3 * ((depth - 2) // 6)
     name = f"lm_resnet{depth}" + ("_sd" if sd else "")
-    meta = dict(family="stochastic", scheme="stochastic linear multistep (2-step)") if sd else \
-        dict(family="discrete", scheme="linear multistep (2-step)")
+    # the survey's relative claim: LM-ResNet against the ResNet of the same depth (with stochastic
+    # depth: against the stochastic-depth ResNet), the report's difference with its CI
+    meta = dict(family="stochastic", scheme="stochastic linear multistep (2-step)",
+                baseline=f"stochastic_depth_resnet{depth}") if sd else \
+        dict(family="discrete", scheme="linear multistep (2-step)", baseline=f"resnet{depth}")
 
     @register_model(name, paper=LU18, evals_per_forward=n, **meta)
     def factory(num_classes: int = 10, in_channels: int = 3) -> nn.Module:
@@ -166,7 +169,8 @@ class AuthorsLMResNet(nn.Module):
 
 def _register_authors(depth: int) -> None:
     @register_model(f"mresnet{depth}", family="discrete", paper=LU18 + "; the authors' MResNet (2prime/LM-ResNet)",
-                    scheme="linear multistep (2-step)", evals_per_forward=3 * ((depth - 2) // 6), lm=True)
+                    scheme="linear multistep (2-step)", evals_per_forward=3 * ((depth - 2) // 6),
+                    baseline=f"resnet{depth}", lm=True)
     def factory(num_classes: int = 10, in_channels: int = 3, lm: bool = True) -> nn.Module:
         return AuthorsLMResNet(depth, num_classes, in_channels, lm)
 

@@ -95,7 +95,8 @@ def _register(depth: int) -> None:
     # No reference rows: the only published Momentum ResNet CIFAR rows (SANDER21_PWC) state no
     # depth, and a row may be compared only with a run of the same depth and dataset.
     @register_model(f"momentum_resnet{depth}", family="discrete", paper=SANDER21,
-                    scheme="momentum (second-order, invertible)", evals_per_forward=sum(units), reference=[])
+                    scheme="momentum (second-order, invertible)", evals_per_forward=sum(units), reference=[],
+                    baseline=None if depth == 18 else f"resnet{depth}")  # Sander et al.: against the ResNet
     def factory(num_classes: int = 10, in_channels: int = 3, gamma: float = 0.9, invertible: bool = False) -> nn.Module:
         return MomentumResNet(units, widths, num_classes, in_channels, projection, gamma, invertible)
 
