@@ -57,7 +57,9 @@ publish-runs: $(VENV)/.installed
 
 # He et al.'s ResNet-20 at the full protocol, 3 seeds on this CPU (hours): in the background,
 # nice'd, at a pinned commit, resuming from the last checkpoint (docs/measurements/cpu_campaign.md)
+# CAMPAIGN=cpu_campaign_lm: LM-ResNet-20 at the same protocol, once the ResNet-20 seeds are done.
+CAMPAIGN ?= cpu_campaign
 cpu-campaign: $(VENV)/.installed
-	mkdir -p results/cpu_campaign
-	nohup scripts/cpu_campaign.sh >> results/cpu_campaign/campaign.log 2>&1 &
-	@echo "started; follow it with: .venv/bin/debench status cpu_campaign (log: results/cpu_campaign/campaign.log)"
+	mkdir -p results/$(CAMPAIGN)
+	CAMPAIGN_PRESET=$(CAMPAIGN) nohup scripts/cpu_campaign.sh >> results/$(CAMPAIGN)/campaign.log 2>&1 &
+	@echo "started; follow it with: .venv/bin/debench status $(CAMPAIGN) (log: results/$(CAMPAIGN)/campaign.log)"

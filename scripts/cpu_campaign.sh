@@ -12,10 +12,15 @@
 # checkpoint (one per epoch) when it is there; when the machine is new and the checkpoint gone,
 # that seed starts again from iteration 0. CAMPAIGN_COMMIT=<sha> pins another commit (a new
 # campaign: move results/cpu_campaign away first).
+#
+# CAMPAIGN_PRESET=cpu_campaign_lm runs the LM-ResNet-20 preset the same way (config/<preset>.yaml,
+# results/<preset>/, its own pinned commit), for the difference against ResNet-20 (the Makefile's
+# `make cpu-campaign CAMPAIGN=cpu_campaign_lm`).
 set -euo pipefail
 root=$(git -C "$(dirname "$0")/.." rev-parse --show-toplevel)
 cd "$root"
-out=results/cpu_campaign
+preset=${CAMPAIGN_PRESET:-cpu_campaign}
+out=results/$preset
 mkdir -p "$out"
 if [ -n "${CAMPAIGN_COMMIT:-}" ]; then
     commit=$(git rev-parse "$CAMPAIGN_COMMIT^{commit}")
@@ -36,13 +41,17 @@ snakemake=${SNAKEMAKE:-$root/.venv/bin/snakemake}
 # that lock is stale and is released here, so a plain restart resumes instead of failing.
 pidfile=$out/campaign.pid
 if [ -s "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
-    echo "cpu campaign already running (pid $(cat "$pidfile")); follow it with: .venv/bin/debench status cpu_campaign" >&2
+    echo "$preset already running (pid $(cat "$pidfile")); follow it with: .venv/bin/debench status $preset" >&2
     exit 1
 fi
 echo $$ > "$pidfile"
-args=(-s "$tree/Snakefile" -d "$root" --configfile "$tree/config/cpu_campaign.yaml")
+if [ ! -f "$tree/config/$preset.yaml" ]; then
+    echo "config/$preset.yaml is not in the pinned commit ${commit:0:12}: pin a commit that has it (CAMPAIGN_COMMIT=...)" >&2
+    exit 2
+fi
+args=(-s "$tree/Snakefile" -d "$root" --configfile "$tree/config/$preset.yaml")
 # PYTHONPATH puts the pinned tree's debench before the editable install of the working tree
 export PYTHONPATH="$tree/src${PYTHONPATH:+:$PYTHONPATH}"
 "$snakemake" "${args[@]}" --unlock >/dev/null
-echo "$(date -u +%FT%TZ) cpu campaign at ${commit:0:12} ($tree), pid $$"
+echo "$(date -u +%FT%TZ) $preset at ${commit:0:12} ($tree), pid $$"
 exec nice -n "${NICE:-19}" "$snakemake" "${args[@]}" --cores 2 --rerun-incomplete --keep-going "$@"

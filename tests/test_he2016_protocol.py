@@ -139,3 +139,24 @@ def test_the_campaign_script_pins_the_code_it_runs():
     assert "git worktree add --detach" in script and "PYTHONPATH=\"$tree/src" in script
     assert "--rerun-incomplete" in script and "nice -n" in script
     assert Path(ROOT / "config/cpu_campaign.yaml").exists()
+
+
+def test_the_lm_resnet_preset_trains_lm_resnet20_exactly_as_the_resnet20_campaign():
+    """The relative claim (LM-ResNet-20 against ResNet-20) is read from runs trained alike: the LM
+    preset differs from the ResNet preset only in its name, its experiment's name and its model."""
+    base = yaml.safe_load((ROOT / "config/cpu_campaign.yaml").read_text())
+    lm = yaml.safe_load((ROOT / "config/cpu_campaign_lm.yaml").read_text())
+    assert (base.pop("preset"), lm.pop("preset")) == ("cpu_campaign", "cpu_campaign_lm")
+    exp_base, exp_lm = base.pop("experiments")["resnet_he2016"], lm.pop("experiments")["lm_resnet_he2016"]
+    assert (exp_base.pop("models"), exp_lm.pop("models")) == (["resnet20"], ["lm_resnet20"])
+    assert lm == base and exp_lm == exp_base
+    from debench.registry import model_meta
+
+    assert model_meta("lm_resnet20")["baseline"] == "resnet20"  # the report's "Against the baseline" pair
+
+
+def test_the_campaign_script_and_make_target_take_the_preset():
+    script = (ROOT / "scripts/cpu_campaign.sh").read_text()
+    assert 'preset=${CAMPAIGN_PRESET:-cpu_campaign}' in script and '--configfile "$tree/config/$preset.yaml"' in script
+    make = (ROOT / "Makefile").read_text()
+    assert "CAMPAIGN ?= cpu_campaign" in make and "CAMPAIGN_PRESET=$(CAMPAIGN)" in make
