@@ -159,6 +159,11 @@ def test_a_superseded_measurement_is_withdrawn_and_the_slower_rule_no_longer_see
     (folder / "superseded.json").write_text(json.dumps(
         [{"file": "b.json", "model": "resnet20", "loop": "bf16+cudagraphs", "reason": "2 warm-up steps"}]))
     assert {(m.device, m.model, m.loop): m.img_s for m in load_measurements(folder)}[key] == 20000.0
+    # a whole file withdrawn (a calibration on a loaded machine): none of its rows counts
+    (folder / "superseded.json").write_text(json.dumps(
+        [{"file": "b.json", "model": "*", "loop": "*", "reason": "timed while other jobs shared the cores"}]))
+    assert not [m for m in load_measurements(folder) if m.source == "b.json"]
+    assert {(m.device, m.model, m.loop): m.img_s for m in load_measurements(folder)}[key] == 20000.0
     (folder / "superseded.json").write_text(json.dumps([{"file": "gone.json", "model": "resnet20",
                                                          "loop": "bf16", "reason": "x"}]))
     with pytest.raises(ConfigError, match="gone.json"):

@@ -55,7 +55,9 @@ def superseded(folder: Path) -> set[tuple[str, str, str]]:
     """``(file, model, loop)`` of raw measurements withdrawn in ``folder/superseded.json``.
 
     Raw outputs stay as they were measured; a row found wrong later (too few warm-up steps, say) is
-    withdrawn there with its reason and what replaces it, instead of being edited away.
+    withdrawn there with its reason and what replaces it, instead of being edited away. ``"model":
+    "*"`` with ``"loop": "*"`` withdraws every row of the file (a calibration timed on a shared,
+    loaded machine, replaced by one on a quiet machine).
 
     Raises:
         ConfigError: an entry lacks ``file``, ``model``, ``loop`` or ``reason``, or names a file
@@ -96,7 +98,8 @@ def load_measurements(folder: Path) -> list[Measurement]:
             continue
         for r in rows if isinstance(rows, list) else []:
             if isinstance(r, dict) and {"model", "loop", "device", "median_img_s"} <= r.keys():
-                if (path.relative_to(folder).as_posix(), str(r["model"]), str(r["loop"])) in withdrawn:
+                rel = path.relative_to(folder).as_posix()
+                if (rel, str(r["model"]), str(r["loop"])) in withdrawn or (rel, "*", "*") in withdrawn:
                     continue
                 if r.get("unstable"):  # debench calibrate timed a warm-up step: not a throughput
                     continue
