@@ -67,7 +67,8 @@ def test_measure_counts_a_fixed_step_solver_exactly_through_the_cli(tmp_path, mn
     assert rec["nfe_forward_init"] == 16 and rec["nfe_fixed_step"] is True  # rk4: 4 steps of 0.25 x 4 stages
     assert rec["activation_memory_mb"] > 0 and rec["activation_batch_size"] == 8
     assert rec["time_steps"] == 2 and rec["time_per_iter_s"] > 0
-    assert set(rec["model_meta"]) == {"reference", "depth", "constant_depth_twin", "compilable", "compiled", "module"}
+    assert set(rec["model_meta"]) == {"reference", "depth", "constant_depth_twin", "baseline", "compilable", "compiled",
+                                      "module"}
     assert rec["model_meta"]["reference"] == [{"table_id": "CHEN18_T1", "model": "RK-Net"}]
     assert rec["model_args"]["method"] == "rk4" and rec["model_args"]["step_size"] == 0.25
     assert set(rec["precision"].values()) == {"fp32"} and rec["data"]["sha256"]

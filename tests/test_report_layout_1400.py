@@ -33,7 +33,7 @@ from tests.test_report import PUBLISHED
 
 CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
 WIDTH = 1400
-MEASURE = """<script>
+MEASURE = r"""<script>
 window.addEventListener('load', function () {
   var o = {height: document.documentElement.scrollHeight, width: document.documentElement.scrollWidth,
            tables: [], toc: [], ids: []};

@@ -50,8 +50,8 @@ def test_record_names_resolved_settings_meta_precision_and_data(tmp_path, tiny_c
     }
     assert rec["model_args"] == {"after": 10**9, "in_channels": 3, "num_classes": 10}
     meta = rec["model_meta"]
-    assert meta == {"reference": [], "depth": None, "constant_depth_twin": None, "compilable": False,
-                    "compiled": False, "module": "tests.nan_model"}
+    assert meta == {"reference": [], "depth": None, "constant_depth_twin": None, "baseline": None,
+                    "compilable": False, "compiled": False, "module": "tests.nan_model"}
     assert rec["precision"] == {"train": "fp32", "eval": "fp32", "activation_memory": "fp32",
                                 "peak_memory": "fp32", "nfe": "fp32", "time": "fp32"}
     sidecar = json.loads(tiny_cache.with_suffix(".json").read_text())
