@@ -40,7 +40,10 @@ snakemake=${SNAKEMAKE:-$root/.venv/bin/snakemake}
 # session, a reboot) leaves Snakemake's directory lock behind; when the pid file's process is gone
 # that lock is stale and is released here, so a plain restart resumes instead of failing.
 pidfile=$out/campaign.pid
-if [ -s "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+alive() {  # a live process, not a zombie waiting for its parent to reap it
+    kill -0 "$1" 2>/dev/null && [ "$(ps -o stat= -p "$1" 2>/dev/null | cut -c1)" != Z ]
+}
+if [ -s "$pidfile" ] && alive "$(cat "$pidfile")"; then
     echo "$preset already running (pid $(cat "$pidfile")); follow it with: .venv/bin/debench status $preset" >&2
     exit 1
 fi
@@ -50,8 +53,17 @@ if [ ! -f "$tree/config/$preset.yaml" ]; then
     exit 2
 fi
 args=(-s "$tree/Snakefile" -d "$root" --configfile "$tree/config/$preset.yaml")
+# Seeds with a checkpoint go first (the furthest first), so a restart finishes a partly trained seed
+# before it starts a new one; Snakemake alone picks any unfinished job. Read with the working tree's
+# debench, before PYTHONPATH names the pinned one (older commits lack --resumable).
+mapfile -t resume < <("$root/.venv/bin/debench" status "$preset" --resumable 2>/dev/null || true)
+first=()
+if [ ${#resume[@]} -gt 0 ]; then
+    first=(--prioritize "${resume[@]}")
+    echo "resuming first: ${resume[*]}"
+fi
 # PYTHONPATH puts the pinned tree's debench before the editable install of the working tree
 export PYTHONPATH="$tree/src${PYTHONPATH:+:$PYTHONPATH}"
 "$snakemake" "${args[@]}" --unlock >/dev/null
 echo "$(date -u +%FT%TZ) $preset at ${commit:0:12} ($tree), pid $$"
-exec nice -n "${NICE:-19}" "$snakemake" "${args[@]}" --cores 2 --rerun-incomplete --keep-going "$@"
+exec nice -n "${NICE:-19}" "$snakemake" "${args[@]}" --cores 2 --rerun-incomplete --keep-going "${first[@]}" "$@"

@@ -315,3 +315,23 @@ def test_a_profile_naming_a_cluster_executor_counts_as_remote(tmp_path):
     assert _may_run_remotely(["snakemake", "--profile", "profiles/slurm"], tmp_path) is True
     assert _may_run_remotely(["snakemake", "--cluster", "sbatch"], tmp_path) is True
     assert _may_run_remotely(["snakemake", "--profile", "profiles/missing"], tmp_path) is True  # unreadable
+
+
+def test_resumable_lists_unfinished_runs_with_a_checkpoint_furthest_first(survey, capsys):
+    """A restarted campaign resumes its partly trained seeds first (`--resumable` feeds the campaign
+    script's `snakemake --prioritize`): on a restart Snakemake alone started seed 0 afresh while
+    seed 1 had a checkpoint at epoch 55."""
+    cfg, results = survey
+    p = results / "p"
+    for model, seed, epoch in (("resnet32", 3, 7), ("resnet20", 2, 12), ("resnet20", 0, 99)):
+        ck = p / "checkpoints" / "disc" / "cifar10" / model / f"seed{seed}" / "h"
+        ck.mkdir(parents=True)
+        (ck / f"ckpt-epoch{epoch:05d}.pt").write_bytes(b"")  # resnet20 seed 0 is finished: not listed
+    assert main(["status", str(cfg), "--results", str(results), "--resumable"]) == 0
+    run = lambda m, s: str(p / "runs" / "disc" / "cifar10" / m / f"seed{s}" / "metrics.json")  # noqa: E731
+    assert capsys.readouterr().out.splitlines() == [run("resnet20", 2), run("resnet32", 3)]
+
+
+def test_the_campaign_script_prioritizes_the_resumable_runs():
+    script = (Path(__file__).parents[1] / "scripts" / "cpu_campaign.sh").read_text()
+    assert 'status "$preset" --resumable' in script and '--prioritize "${resume[@]}")' in script

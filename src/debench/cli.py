@@ -264,7 +264,7 @@ def _user_errors(cmd: str) -> tuple[type[Exception], ...]:
 
 def cmd_status(a: argparse.Namespace) -> int:
     from debench.config import load_config
-    from debench.status import expected_runs, find_config, progress, run_protocol, running_line
+    from debench.status import expected_runs, find_config, progress, resumable, run_protocol, running_line
 
     if not Path(a.results).is_dir():
         print(f"debench status: error: results folder {a.results} does not exist (--results names the folder "
@@ -273,6 +273,10 @@ def cmd_status(a: argparse.Namespace) -> int:
     path = find_config(a.config)
     preset, runs = expected_runs(path)
     results = Path(a.results) / preset
+    if a.resumable:
+        for metrics in resumable(results, runs):
+            print(metrics)
+        return 0
     prog = progress(results, runs, preset, stale_s=60 * a.stale_min)
     print(prog.line())
     config = load_config(path) if prog.running else None
@@ -439,6 +443,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="minutes after which a job's quiet log without metrics.json counts as failed, where this "
                          "host cannot tell whether its process lives (no /proc, a cluster executor)")
     st.add_argument("-v", "--verbose", action="store_true", help="also list each failed run and its log")
+    st.add_argument("--resumable", action="store_true",
+                    help="only list the metrics.json of unfinished runs that have a checkpoint, furthest first "
+                         "(for snakemake --prioritize: resume those before starting new ones)")
     st.set_defaults(func=cmd_status)
 
     fs = sub.add_parser("fork-server", help="preload torch, MLflow and debench once and fork each `debench train` "

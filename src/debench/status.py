@@ -219,6 +219,18 @@ def checkpoint_epoch(results: Path, run: tuple) -> int | None:
     return max(epochs) if epochs else None
 
 
+def resumable(results: Path, runs: list[tuple]) -> list[Path]:
+    """The ``metrics.json`` paths of the runs that are not finished but have a checkpoint, the
+    furthest checkpoint first: a restarted campaign resumes these before it starts a new seed, so
+    a partly trained seed finishes first (Snakemake alone would pick any unfinished job)."""
+    out = []
+    for run in runs:
+        metrics = results / "runs" / run[0] / run[1] / run[2] / f"seed{run[3]}" / "metrics.json"
+        if not metrics.exists() and (epoch := checkpoint_epoch(results, run)) is not None:
+            out.append((-epoch, metrics))
+    return [m for _, m in sorted(out)]
+
+
 def _checkpoints(results: Path, rel: Path) -> list[Path]:
     """A run's checkpoints, oldest first, in its newest config-hash folder only (another folder
     belongs to a superseded configuration); one removed while listed is left out."""
