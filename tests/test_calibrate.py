@@ -92,3 +92,16 @@ def test_one_slow_step_does_not_end_the_timing_and_marks_nothing_as_measured_fro
     now[0] = 0.0
     durations = iter([1.5] * 5)
     assert len(time_steps(step, 5, 2.0, lambda: None, clock=clock)[0]) == 2
+
+
+def test_every_timed_step_is_a_full_batch(tmp_path):
+    """At a batch that does not divide the synthetic split (100 of 256 rows) an epoch's last batch
+    (56 images) was timed as a step, and the row's images/s took the last step's size: on the CPU
+    calibration, every Chang et al. model at batch 100 came out with one 5x-fast step, marked unstable."""
+    import statistics
+
+    rows = calibrate(["mlp300_mnist"], None, threads=1, steps=6, warmup=0, count_flops=False, max_batch=100,
+                     out=tmp_path / "cal.json", echo=lambda s: None)
+    row = rows[0]
+    assert row["timed_batch"] == 100 and len(row["s_per_step"]) == 6
+    assert row["median_img_s"] == pytest.approx(100 / statistics.median(row["s_per_step"]))

@@ -130,11 +130,12 @@ def calibrate_model(name: str, setup: dict[str, Any], runtime_cfg: dict[str, Any
 
         p = dataclasses.replace(p, batch_size=max_batch)
     ds = setup["dataset"]
-    cache = cache_dir / f"{ds}.npz"
+    # enough rows for a few batches, a whole number of them (array datasets build at their own sizes)
+    rows = -(-max(2 * p.batch_size, 256) // p.batch_size) * p.batch_size
+    cache = cache_dir / f"{ds}-{rows}.npz"
     if not cache.exists():
         spec = DATASETS[ds]
-        # enough rows for a few batches; array datasets build at their own (small) sizes
-        prepare_dataset(ds, "synthetic", cache, train_size=max(2 * p.batch_size, 256), test_size=64, seed=0)
+        prepare_dataset(ds, "synthetic", cache, train_size=rows, test_size=64, seed=0)
         del spec
     arrays, meta = load_cached(cache)
     classify = info.task == "classify"
@@ -162,10 +163,14 @@ def calibrate_model(name: str, setup: dict[str, Any], runtime_cfg: dict[str, Any
     reg_hook = getattr(model, "regularization_loss", None)
     augment = dict(crop_padding=p.crop_padding, flip=p.flip) if classify else {}
 
+    full = min(p.batch_size, data.num_train)
+
     def batches():
+        """Full batches only: an epoch's smaller last batch would be timed as a fast step of
+        ``batch_size`` images (the median then mixed sizes, and the row was marked unstable)."""
         gen = torch.Generator(device=device).manual_seed(0)
         while True:
-            yield from data.train_batches(p.batch_size, gen, **augment)
+            yield from (b for b in data.train_batches(p.batch_size, gen, **augment) if len(b[1]) == full)
 
     it = batches()
 
