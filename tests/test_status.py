@@ -335,3 +335,24 @@ def test_resumable_lists_unfinished_runs_with_a_checkpoint_furthest_first(survey
 def test_the_campaign_script_prioritizes_the_resumable_runs():
     script = (Path(__file__).parents[1] / "scripts" / "cpu_campaign.sh").read_text()
     assert 'status "$preset" --resumable' in script and '--prioritize "${resume[@]}")' in script
+
+
+@PROC
+def test_the_campaign_script_takes_a_zombie_pid_for_a_dead_campaign(tmp_path):
+    """A campaign killed by its parent's stop stays a zombie until reaped; `kill -0` succeeds on it,
+    so the script's pid-file check said "already running" and refused to restart (seen on a restart)."""
+    script = (Path(__file__).parents[1] / "scripts" / "cpu_campaign.sh").read_text()
+    func = script[script.index("alive() {"):script.index("}\n", script.index("alive() {")) + 2]
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])
+    while Path(f"/proc/{zombie.pid}/stat").read_text().split(") ")[1][0] != "Z":  # exited, not yet reaped
+        time.sleep(0.01)
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        def alive(pid):
+            return subprocess.run(["bash", "-c", func + f'alive {pid}']).returncode == 0
+
+        assert alive(live.pid) and not alive(zombie.pid)
+    finally:
+        live.kill()
+        live.wait()
+        zombie.wait()

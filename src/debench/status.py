@@ -212,9 +212,14 @@ def log_end(log: Path) -> tuple[str, str] | None:
     return None
 
 
+def run_rel(run: tuple) -> Path:
+    """A run's folder under ``runs/``, ``checkpoints/`` and ``logs/train/``: experiment/dataset/model/seed<k>."""
+    return Path(run[0]) / run[1] / run[2] / f"seed{run[3]}"
+
+
 def checkpoint_epoch(results: Path, run: tuple) -> int | None:
     """The epoch of a run's newest checkpoint (in its newest config-hash folder), None without one."""
-    ckpts = _checkpoints(results, Path(run[0]) / run[1] / run[2] / f"seed{run[3]}")
+    ckpts = _checkpoints(results, run_rel(run))
     epochs = [int(m.group(1)) for q in ckpts if (m := re.match(r"ckpt-epoch(\d+)\.pt$", q.name))]
     return max(epochs) if epochs else None
 
@@ -225,7 +230,7 @@ def resumable(results: Path, runs: list[tuple]) -> list[Path]:
     a partly trained seed finishes first (Snakemake alone would pick any unfinished job)."""
     out = []
     for run in runs:
-        metrics = results / "runs" / run[0] / run[1] / run[2] / f"seed{run[3]}" / "metrics.json"
+        metrics = results / "runs" / run_rel(run) / "metrics.json"
         if not metrics.exists() and (epoch := checkpoint_epoch(results, run)) is not None:
             out.append((-epoch, metrics))
     return [m for _, m in sorted(out)]
@@ -290,7 +295,7 @@ def progress(results: Path, runs: list[tuple], preset: str, stale_s: float = 180
         live = live_jobs(Path(results).resolve().parent.parent)
     out, spent = Progress(preset), {}
     for run in runs:
-        rel = Path(run[0]) / run[1] / run[2] / f"seed{run[3]}"
+        rel = run_rel(run)
         metrics = results / "runs" / rel / "metrics.json"
         log = results / "logs" / "train" / rel.parent / f"seed{run[3]}.log"
         if metrics.exists():
@@ -383,7 +388,7 @@ def running_line(results: Path, run: tuple, protocol: dict | None = None) -> str
         protocol: the run's protocol (:func:`run_protocol`): its ``iterations``, or its
             ``epochs`` times the steps per epoch read from the run's rows, give the steps planned.
     """
-    rel = Path(run[0]) / run[1] / run[2] / f"seed{run[3]}"
+    rel = run_rel(run)
     try:
         with (results / "runs" / rel / "epochs.csv").open() as f:
             rows = list(csv.DictReader(f))
