@@ -64,3 +64,21 @@ def test_models_matching_nothing_is_a_one_line_error(capsys):
     assert main(["models", "no_such_model*"]) == 1
     out = capsys.readouterr()
     assert out.out == "" and out.err == "debench models: no registered model matches 'no_such_model*'\n"
+
+
+def test_output_into_a_closed_pipe_ends_quietly_with_the_sigpipe_status():
+    # `debench status ... | head -1`: the reader leaves first. Before, a BrokenPipeError traceback
+    # was printed (from the print, or "Exception ignored" from the interpreter's final flush).
+    import os
+    import subprocess
+    import sys
+
+    read, write = os.pipe()
+    os.close(read)  # every write to the pipe now fails with EPIPE
+    try:
+        proc = subprocess.run([sys.executable, "-c", "from debench.cli import run; run()", "models"],
+                              stdout=write, stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write)
+    assert proc.returncode == 141, proc.stderr
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr

@@ -146,37 +146,84 @@ def test_status_shows_the_running_runs_epoch_error_and_time_left(survey, capsys,
     running = [ln for ln in lines if ln.startswith("running ")]
     # protocol epochs: 1 (CONFIG): 391 steps planned, 782 done: nothing left to train
     assert running == ["running disc/cifar10/resnet20/seed2: epoch 2 of 1, step 782/391, test error 38.50% "
-                       "after epoch 2, 80 s per epoch (wall), all steps done, writing its record"]
+                       "after epoch 2, 80 s per epoch (median of 2, wall), all steps done, writing its record"]
 
 
-def test_running_line_estimates_time_left_from_checkpoint_gaps(tmp_path):
-    from debench.status import running_line
-
-    results = tmp_path / "r"
-    rel = ("e", "cifar10", "resnet20", 0)
-    run = results / "runs" / "e" / "cifar10" / "resnet20" / "seed0"
-    run.mkdir(parents=True)
-    (run / "epochs.csv").write_text("epoch,step,epoch_time_s,test_accuracy\n1,100,9.0,30.0\n2,200,9.0,45.25\n")
-    ck = results / "checkpoints" / "e" / "cifar10" / "resnet20" / "seed0" / "h"
-    ck.mkdir(parents=True)
-    now = time.time()
-    for epoch, age in ((1, 30.0), (2, 0.0)):
+def epochs(results, run, times, steps=100, accuracy=45.25, ckpt_gaps=(), folder="h"):
+    """Write a run's epochs.csv (one row per epoch time, ``steps`` steps each) and, when ``ckpt_gaps``
+    are given, its newest checkpoints that many seconds apart (the last one just now)."""
+    rel = Path(run[0]) / run[1] / run[2] / f"seed{run[3]}"
+    folder_ = results / "runs" / rel
+    folder_.mkdir(parents=True, exist_ok=True)
+    rows = [f"{k},{k * steps},{t},{accuracy}" for k, t in enumerate(times, 1)]
+    (folder_ / "epochs.csv").write_text("epoch,step,epoch_time_s,test_accuracy\n" + "\n".join(rows) + "\n")
+    ck = results / "checkpoints" / rel / folder
+    ck.mkdir(parents=True, exist_ok=True)
+    now, age = time.time(), 0.0
+    last = len(times)
+    for k, gap in enumerate((0.0, *ckpt_gaps)):
+        age += gap
+        epoch = last - k
         (ck / f"ckpt-epoch{epoch:05d}.pt").write_bytes(b"")
         os.utime(ck / f"ckpt-epoch{epoch:05d}.pt", (now - age,) * 2)
-    # 1,000 steps planned, 200 done: 8 epochs of 100 steps at 30 s each = 4 min left
+    return ck
+
+
+def test_running_line_paces_the_run_by_its_median_epoch_not_its_last(tmp_path):
+    from debench.status import running_line
+
+    results, rel = tmp_path / "r", ("e", "cifar10", "resnet20", 0)
+    # the last epoch ran beside other work (700 s of training, 770 s between its checkpoints): the
+    # median epoch (100 s) times the last epoch's wall/training ratio (1.1) sets the pace, 110 s
+    epochs(results, rel, [100.0, 90.0, 100.0, 120.0, 700.0], ckpt_gaps=[770.0])
     line = running_line(results, rel, {"iterations": 1000})
-    assert line == ("running e/cifar10/resnet20/seed0: epoch 2 of 10, step 200/1000, test error 54.75% after "
-                    "epoch 2, 30 s per epoch (wall), about 4 min left for this run")
-    # one checkpoint only: the epoch's training time, and the line says so
+    # 1,000 steps planned, 500 done: 5 epochs of 100 steps at 110 s = 9 min 10 s
+    assert line == ("running e/cifar10/resnet20/seed0: epoch 5 of 10, step 500/1000, test error 54.75% after "
+                    "epoch 5, 110 s per epoch (median of 5, wall), about 9 min left for this run")
+
+
+def test_a_checkpoint_gap_across_a_restart_does_not_set_the_pace(tmp_path):
+    from debench.status import running_line
+
+    results, rel = tmp_path / "r", ("e", "cifar10", "resnet20", 0)
+    ck = epochs(results, rel, [9.0, 9.0], ckpt_gaps=[3600.0])  # the two checkpoints an hour apart: a stop
+    assert "9 s per epoch (median of 2, training only), about 1 min left" in running_line(
+        results, rel, {"iterations": 1000})
+    # one checkpoint only: the epochs' training time, and the line says so
     (ck / "ckpt-epoch00001.pt").unlink()
-    assert "9 s per epoch (training only), about 1 min left" in running_line(results, rel, {"iterations": 1000})
+    assert "9 s per epoch (median of 2, training only)" in running_line(results, rel, {"iterations": 1000})
     # a superseded configuration's checkpoint (another hash folder) is not this run's: no gap with it
     stale = ck.parent / "old"
     stale.mkdir()
     (stale / "ckpt-epoch00007.pt").write_bytes(b"")
-    os.utime(stale / "ckpt-epoch00007.pt", (now - 3000.0,) * 2)
-    assert "9 s per epoch (training only)" in running_line(results, rel, {"iterations": 1000})
+    os.utime(stale / "ckpt-epoch00007.pt", (time.time() - 3000.0,) * 2)
+    assert "9 s per epoch (median of 2, training only)" in running_line(results, rel, {"iterations": 1000})
     assert running_line(results, ("e", "cifar10", "resnet20", 1), {"iterations": 1000}) is None
+
+
+def test_a_campaign_with_no_finished_run_estimates_its_time_left_from_the_epochs_so_far(tmp_path):
+    # the CPU campaign's shape: seed 1 trains (epoch 4 of 10), seed 0 stopped at its epoch-2
+    # checkpoint, seed 2 not started; no seed has finished, so no finished run gives a duration
+    results = tmp_path / "r"
+    runs = [("e", "cifar10", "resnet20", s) for s in range(3)]
+    protocols = {run: {"iterations": 1000, "batch_size": 128} for run in runs}
+    epochs(results, runs[1], [100.0, 100.0, 100.0, 100.0], ckpt_gaps=[120.0])  # 120 s per epoch, wall
+    epochs(results, runs[0], [100.0, 100.0, 100.0], ckpt_gaps=[3600.0])  # log and epochs past its checkpoint
+    (results / "checkpoints" / "e" / "cifar10" / "resnet20" / "seed0" / "h" / "ckpt-epoch00003.pt").unlink()
+    for seed in (0, 1):
+        log = results / "logs" / "train" / "e" / "cifar10" / "resnet20" / f"seed{seed}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text("[resnet20/cifar10/seed1] epoch 4/10\n")
+    metrics = str((results / "runs" / "e" / "cifar10" / "resnet20" / "seed1" / "metrics.json").resolve())
+    live = Live(trains={metrics: 1}, snakemakes=[2])
+    prog = progress(results, runs, "c", live=live, protocols=protocols)
+    assert (prog.running, prog.stopped, prog.left) == ([runs[1]], [runs[0]], [runs[2]])
+    # at 1.2 s per step: seed 1 has 600 steps left, seed 0 resumes at step 200 (800 left), seed 2 1,000
+    assert prog.eta_s == pytest.approx(1.2 * (600 + 800 + 1000))
+    assert prog.line() == ("c: 0/3 done, 1 running, 1 stopped, 0 failed, 1 left; about 48 min left "
+                           "(3 runs at the pace of the epochs so far, 1 at a time)")
+    # without protocols (the steps planned unknown) there is still nothing to estimate from
+    assert progress(results, runs, "c", live=live).eta_s is None
 
 
 def test_a_record_with_an_unknown_status_is_invalid_not_failed_and_says_why(survey, capsys):

@@ -277,11 +277,12 @@ def cmd_status(a: argparse.Namespace) -> int:
         for metrics in resumable(results, runs):
             print(metrics)
         return 0
-    prog = progress(results, runs, preset, stale_s=60 * a.stale_min)
+    config = load_config(path)
+    protocols = {run: run_protocol(config, run) for run in runs}
+    prog = progress(results, runs, preset, stale_s=60 * a.stale_min, protocols=protocols)
     print(prog.line())
-    config = load_config(path) if prog.running else None
     for run in prog.running:
-        line = running_line(results, run, run_protocol(config, run))
+        line = running_line(results, run, protocols[run])
         if line:
             print(line)
     name = lambda run: f"{'/'.join(map(str, run[:3]))}/seed{run[3]}"  # noqa: E731
@@ -495,7 +496,15 @@ def run() -> None:
         code = delegate(sys.argv[1:])
         if code is not None:
             sys.exit(code)
-    code = main()
+    try:
+        code = main()
+        sys.stdout.flush()  # here, not at the interpreter's exit, where a closed pipe is not caught
+    except BrokenPipeError:
+        # the reader of our output left (`debench status ... | head -1`): no traceback, and the
+        # exit status a shell gives a writer killed by SIGPIPE; stdout now points at /dev/null so
+        # the interpreter's final flush does not fail the same way
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(128 + 13)
     if len(sys.argv) > 1 and sys.argv[1] == "train":
         logging.shutdown()
         sys.stdout.flush()

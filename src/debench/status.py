@@ -15,11 +15,13 @@ left a log but no record is
 * else (no ``/proc``, or a Snakemake that submits jobs to a cluster): *running* while its log is
   younger than ``stale_s``, *failed* after.
 
-A run is *left* when the config expects it and nothing of it exists yet. The time left is the
-mean wall time of the finished runs of the same model (Snakemake's benchmark file, else the
-record's train time; all finished runs where a model has none) times the runs left or stopped
-(a running run counts half), divided by the jobs running at once; with nothing left to run, the
-line says so instead.
+A run is *left* when the config expects it and nothing of it exists yet. The time left is, for
+each run not finished, its remaining steps at the pace of its model's epochs so far (the median
+epoch of a running or stopped run of the same dataset, model and batch size, :func:`pace`; a
+stopped run resumes from its checkpoint), else the mean wall time of the finished runs of the same
+model (Snakemake's benchmark file, else the record's train time; all finished runs where a model
+has none; a running run counts half); the sum is divided by the jobs running at once. With nothing
+left to run, the line says so instead.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import csv
 import json
 import os
 import re
+import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,7 +53,8 @@ class Progress:
     stopped: list[tuple] = field(default_factory=list)  # a log, no record, and no live process
     why: dict[tuple, str] = field(default_factory=dict)  # a failed or stopped run: what its log or the host says
     eta_s: float | None = None
-    durations: int = 0
+    durations: int = 0  # finished runs the estimate averaged
+    paced: int = 0  # unfinished runs estimated from the pace of their model's epochs so far
 
     def line(self) -> str:
         """The one-line summary ``debench status`` prints."""
@@ -61,8 +65,9 @@ class Progress:
         elif self.eta_s is None:
             eta = "no finished run to estimate the time left from"
         else:
-            eta = (f"about {_hms(self.eta_s)} left (mean of {self.durations} finished runs, "
-                   f"{max(len(self.running), 1)} at a time)")
+            basis = [f"{self.paced} runs at the pace of the epochs so far"] if self.paced else []
+            basis += [f"mean of {self.durations} finished runs"] if self.durations else []
+            eta = f"about {_hms(self.eta_s)} left ({'; '.join(basis)}, {max(len(self.running), 1)} at a time)"
         return (f"{self.preset}: {len(self.done)}/{total} done, {len(self.running)} running, "
                 + (f"{len(self.stopped)} stopped, " if self.stopped else "")
                 + f"{len(self.failed)} failed, {len(self.left)} left"
@@ -274,7 +279,8 @@ def _duration(results: Path, run: tuple, record: dict) -> float | None:
 
 
 def progress(results: Path, runs: list[tuple], preset: str, stale_s: float = 1800.0,
-             now: float | None = None, live: Live | None | bool = True) -> Progress:
+             now: float | None = None, live: Live | None | bool = True,
+             protocols: dict[tuple, dict] | None = None) -> Progress:
     """Classify every expected run of ``results`` (``results/<preset>``) and estimate the time left.
 
     Args:
@@ -286,6 +292,9 @@ def progress(results: Path, runs: list[tuple], preset: str, stale_s: float = 180
         now: the current time (tests pass it).
         live: the host's live jobs (:func:`live_jobs`); True (default) reads them for the folder
             above ``results/``; None: unknown, the log's age decides.
+        protocols: each run's protocol (:func:`run_protocol`); with them, an unfinished run's time
+            left comes from the pace of its model's epochs so far (:func:`pace`), which a campaign
+            of long, resumed runs needs: its first run finishes hours after the others start.
 
     Returns:
         A :class:`Progress`.
@@ -319,17 +328,49 @@ def progress(results: Path, runs: list[tuple], preset: str, stale_s: float = 180
             _classify_job(out, results, run, log, os.path.realpath(metrics), live, now - _mtime(log) < stale_s)
         else:
             out.left.append(run)
-    every = [s for v in spent.values() for s in v]
-    if every:
-        mean = sum(every) / len(every)
-
-        def per(run):
-            own = spent.get(run[2])
-            return sum(own) / len(own) if own else mean
-
-        work = sum(per(r) for r in out.left + out.stopped) + sum(per(r) / 2 for r in out.running)
-        out.eta_s, out.durations = work / max(len(out.running), 1), len(every)
+    _estimate(out, results, spent, protocols)
     return out
+
+
+def _estimate(out: Progress, results: Path, spent: dict[str, list[float]], protocols: dict | None) -> None:
+    """Set ``out.eta_s``: each unfinished run's remaining steps at the pace of its model's epochs so
+    far (:func:`pace`; needs ``protocols``), else the mean wall time of its model's finished runs (a
+    running run counts half); divided by the jobs running at once. Left None when a run has neither."""
+    every = [s for v in spent.values() for s in v]
+    mean = sum(every) / len(every) if every else None
+    paces: dict[tuple, Pace] = {}
+    if protocols is not None:
+        for run in out.running + out.stopped:
+            if (p := pace(results, run)) is not None:
+                key = _pace_key(run, protocols)
+                if key not in paces or p.epochs > paces[key].epochs:
+                    paces[key] = p
+    work, paced, averaged = 0.0, 0, 0
+    for run in out.left + out.stopped + out.running:
+        p = paces.get(_pace_key(run, protocols)) if protocols is not None else None
+        total = planned_steps(protocols.get(run), p.steps_per_epoch) if p is not None else None
+        if p is not None and total:
+            if run in out.running:
+                done = (pace(results, run) or p).step
+            else:
+                epoch = checkpoint_epoch(results, run) if run in out.stopped else None
+                done = round((epoch or 0) * p.steps_per_epoch)
+            work += max(total - done, 0) * p.step_s
+            paced += 1
+            continue
+        own = spent.get(run[2])
+        seconds = sum(own) / len(own) if own else mean
+        if seconds is None:
+            return
+        work += seconds / 2 if run in out.running else seconds
+        averaged += 1
+    if paced or averaged:
+        out.eta_s, out.durations, out.paced = work / max(len(out.running), 1), len(every) if averaged else 0, paced
+
+
+def _pace_key(run: tuple, protocols: dict) -> tuple:
+    """Runs that train at one pace: the same dataset, model and batch size."""
+    return run[1], run[2], (protocols.get(run) or {}).get("batch_size")
 
 
 def _mtime(path: Path) -> float:
@@ -374,13 +415,74 @@ def run_protocol(config: dict, run: tuple) -> dict:
     return run_identity(config, *run)["protocol"]
 
 
+@dataclass
+class Pace:
+    """How fast a run trains, from its ``epochs.csv`` (:func:`pace`)."""
+
+    epoch: int  # the last epoch written
+    step: int  # its step
+    steps_per_epoch: float
+    epoch_s: float  # seconds per epoch: the median epoch, as wall time when the checkpoints tell it
+    epochs: int  # how many epochs the median is over
+    wall: bool  # epoch_s includes evaluation and checkpoint (else training alone)
+    test_error: float | None  # after the last epoch, in %
+
+    @property
+    def step_s(self) -> float:
+        return self.epoch_s / self.steps_per_epoch
+
+
+def pace(results: Path, run: tuple) -> Pace | None:
+    """A run's pace: the median of its epochs' training times (``epoch_time_s``), so an epoch slowed
+    by other work on the machine, or paused, does not set the estimate, scaled to wall time (with
+    evaluation and checkpoint) by the ratio of the gap between its two newest checkpoints to the
+    last epoch's training time. That ratio is used only between 1 and 2: a gap across a stop and a
+    restart says nothing of an epoch, and the pace is then training only. None without a finished
+    epoch."""
+    try:
+        with (results / "runs" / run_rel(run) / "epochs.csv").open() as f:
+            rows = list(csv.DictReader(f))
+        last = rows[-1]
+        epoch, step = int(last["epoch"]), int(last["step"])
+    except (OSError, IndexError, KeyError, ValueError):
+        return None
+    times = []
+    for row in rows:
+        try:
+            times.append(float(row["epoch_time_s"]))
+        except (KeyError, TypeError, ValueError):
+            continue
+    times = [t for t in times if t > 0]
+    if not times or epoch <= 0:
+        return None
+    median = statistics.median(times)
+    ckpts = _checkpoints(results, run_rel(run))
+    ratio = None
+    if len(ckpts) >= 2:
+        try:
+            ratio = (ckpts[-1].stat().st_mtime - ckpts[-2].stat().st_mtime) / float(last["epoch_time_s"])
+        except (OSError, KeyError, TypeError, ValueError, ZeroDivisionError):
+            ratio = None
+    wall = ratio is not None and 1.0 <= ratio <= 2.0
+    try:
+        error = 100.0 - float(last["test_accuracy"])
+    except (KeyError, TypeError, ValueError):
+        error = None
+    return Pace(epoch, step, step / epoch, median * (ratio if wall else 1.0), len(times), wall, error)
+
+
+def planned_steps(protocol: dict | None, steps_per_epoch: float) -> int | None:
+    """The steps a run's protocol plans: its ``iterations``, or ``epochs`` times the steps per epoch."""
+    protocol = protocol or {}
+    if protocol.get("iterations"):
+        return int(protocol["iterations"])
+    return round(protocol["epochs"] * steps_per_epoch) if protocol.get("epochs") else None
+
+
 def running_line(results: Path, run: tuple, protocol: dict | None = None) -> str | None:
     """One line on a running run, from its ``epochs.csv`` and checkpoint times: epoch, step, the
-    last test error, the wall time of its last epoch and the time it has left.
-
-    The wall time of an epoch (training, evaluation and checkpoint) is the gap between the two
-    newest checkpoints (one is written per epoch, the last two are kept); with a single checkpoint
-    it is the epoch's training time alone, and the line says so. None when no epoch has finished.
+    last test error, its pace (:func:`pace`: the median epoch) and the time it has left at that pace.
+    None when no epoch has finished.
 
     Args:
         results: the preset's results folder.
@@ -388,39 +490,20 @@ def running_line(results: Path, run: tuple, protocol: dict | None = None) -> str
         protocol: the run's protocol (:func:`run_protocol`): its ``iterations``, or its
             ``epochs`` times the steps per epoch read from the run's rows, give the steps planned.
     """
-    rel = run_rel(run)
-    try:
-        with (results / "runs" / rel / "epochs.csv").open() as f:
-            rows = list(csv.DictReader(f))
-        last = rows[-1]
-        epoch, step = int(last["epoch"]), int(last["step"])
-    except (OSError, IndexError, KeyError, ValueError):
+    p = pace(results, run)
+    if p is None:
         return None
-    per_epoch = step / epoch
-    protocol = protocol or {}
-    total = protocol.get("iterations") or (round(protocol["epochs"] * per_epoch) if protocol.get("epochs") else None)
-    # checkpoints sit in one folder per config hash: only the newest folder is this run's
-    ckpts = _checkpoints(results, rel)
-    if len(ckpts) >= 2:
-        epoch_s, how = ckpts[-1].stat().st_mtime - ckpts[-2].stat().st_mtime, "wall"
-    else:
-        try:
-            epoch_s, how = float(last["epoch_time_s"]), "training only"
-        except (KeyError, ValueError):
-            epoch_s, how = None, ""
-    parts = [f"running {'/'.join(map(str, run[:3]))}/seed{run[3]}: epoch {epoch}"
-             + (f" of {-(-total // round(per_epoch))}" if total else ""),
-             f"step {step}" + (f"/{total}" if total else "")]
-    try:
-        parts.append(f"test error {100.0 - float(last['test_accuracy']):.2f}% after epoch {epoch}")
-    except (KeyError, ValueError):
-        pass
-    if epoch_s:
-        parts.append(f"{epoch_s:.0f} s per epoch ({how})")
-        if total and total > step:
-            parts.append(f"about {_hms((total - step) / per_epoch * epoch_s)} left for this run")
-        elif total:
-            parts.append("all steps done, writing its record")
+    total = planned_steps(protocol, p.steps_per_epoch)
+    parts = [f"running {'/'.join(map(str, run[:3]))}/seed{run[3]}: epoch {p.epoch}"
+             + (f" of {-(-total // round(p.steps_per_epoch))}" if total else ""),
+             f"step {p.step}" + (f"/{total}" if total else "")]
+    if p.test_error is not None:
+        parts.append(f"test error {p.test_error:.2f}% after epoch {p.epoch}")
+    parts.append(f"{p.epoch_s:.0f} s per epoch (median of {p.epochs}, {'wall' if p.wall else 'training only'})")
+    if total and total > p.step:
+        parts.append(f"about {_hms((total - p.step) * p.step_s)} left for this run")
+    elif total:
+        parts.append("all steps done, writing its record")
     return ", ".join(parts)
 
 
