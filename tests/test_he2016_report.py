@@ -23,11 +23,14 @@ PUBLISHED = ROOT / "config" / "reference" / "published_results.csv"
 ITERATIONS, STEPS_PER_EPOCH = 64000, 391
 
 
-def campaign_run(root, seed: int, error: float, *, hours: float = 6.5, iterations=ITERATIONS, model="resnet20"):
-    """A finished record of the campaign's shape with its per-epoch log (steps, test and train accuracy)."""
+def campaign_run(root, seed: int, error: float, *, hours: float = 6.5, iterations=ITERATIONS, model="resnet20",
+                 paused_h: float = 0.0):
+    """A finished record of the campaign's shape with its per-epoch log (steps, test and train accuracy);
+    ``paused_h``: hours one epoch was slowed or paused, in the summed training time but not the median."""
     epochs = -(-iterations // STEPS_PER_EPOCH)
     rec = record(model, seed, experiment="resnet_he2016", value=error, steps=iterations, epochs_completed=epochs,
-                 train_time_s=hours * 3600, epoch_time_median_s=hours * 3600 / epochs, epoch_csv="epochs.csv",
+                 train_time_s=(hours + paused_h) * 3600, epoch_time_median_s=hours * 3600 / epochs,
+                 epoch_csv="epochs.csv",
                  resumed_from_epoch=30 if seed == 1 else 0,
                  protocol={"iterations": iterations, "milestones": [32000, 48000], "epochs": None, "batch_size": 128},
                  runtime={"device_type": "cpu", "threads": 2},
@@ -45,7 +48,7 @@ def campaign_run(root, seed: int, error: float, *, hours: float = 6.5, iteration
 def campaign(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("campaign")
     for seed, err in enumerate([8.6, 8.9, 8.7]):
-        campaign_run(tmp / "runs", seed, err, hours=6.0 + seed / 4)
+        campaign_run(tmp / "runs", seed, err, hours=6.0 + seed / 4, paused_h=3.0 if seed == 2 else 0.0)
     aggregate(tmp / "runs", PUBLISHED, tmp / "agg", tolerances={"test_error": 0.5})
     return tmp
 
@@ -109,9 +112,11 @@ def test_report_shows_time_per_seed_and_the_machine(campaign):
     cells = [r.split("</td><td>") for r in rows]
     assert [c[2] for c in cells] == ["0", "1", "2"] and {c[3] for c in cells} == {"64,000"}
     assert [c[4] for c in cells] == ["8.60", "8.90", "8.70"]
-    assert [c[5] for c in cells] == ["6.00", "6.25", "6.50"]  # hours
-    assert {c[7] for c in cells} == {"CPU AMD EPYC, 2 threads"}
-    assert [c[8] for c in cells] == ["no", "from epoch 30", "no"]
+    assert [c[5] for c in cells] == ["6.00", "6.25", "9.50"]  # hours, summed: seed 2 had 3 h of pause
+    # at the median epoch: 64,000 steps are 163.68 epochs of 391, not the 164 epochs the median was over
+    assert [c[6] for c in cells] == [f"{h * 64000 / 391 / 164:.2f}" for h in (6.0, 6.25, 6.5)] == ["5.99", "6.24", "6.49"]
+    assert {c[8] for c in cells} == {"CPU AMD EPYC, 2 threads"}
+    assert [c[9] for c in cells] == ["no", "from epoch 30", "no"]
     assert "Figure 6" in page and "error_vs_iteration" in page
 
 
