@@ -339,9 +339,11 @@ def _estimate(out: Progress, results: Path, spent: dict[str, list[float]], proto
     every = [s for v in spent.values() for s in v]
     mean = sum(every) / len(every) if every else None
     paces: dict[tuple, Pace] = {}
+    own: dict[tuple, Pace] = {}  # each running or stopped run's pace, its epochs.csv read once
     if protocols is not None:
         for run in out.running + out.stopped:
             if (p := pace(results, run)) is not None:
+                own[run] = p
                 key = _pace_key(run, protocols)
                 if key not in paces or p.epochs > paces[key].epochs:
                     paces[key] = p
@@ -351,15 +353,15 @@ def _estimate(out: Progress, results: Path, spent: dict[str, list[float]], proto
         total = planned_steps(protocols.get(run), p.steps_per_epoch) if p is not None else None
         if p is not None and total:
             if run in out.running:
-                done = (pace(results, run) or p).step
+                done = own.get(run, p).step
             else:
                 epoch = checkpoint_epoch(results, run) if run in out.stopped else None
                 done = round((epoch or 0) * p.steps_per_epoch)
             work += max(total - done, 0) * p.step_s
             paced += 1
             continue
-        own = spent.get(run[2])
-        seconds = sum(own) / len(own) if own else mean
+        finished = spent.get(run[2])
+        seconds = sum(finished) / len(finished) if finished else mean
         if seconds is None:
             return
         work += seconds / 2 if run in out.running else seconds
