@@ -16,7 +16,11 @@ time the sgemm rate would allow (the floor for this count of work), and the rate
 time (``--target-ms``) would need. A target beyond the sgemm rate cannot be met by any loop on
 this machine; it needs a faster one.
 
-    python benchmarks/step_roofline.py --threads 2 --repeats 5
+``--compile MODE`` also times the same step with the model under ``torch.compile(mode=MODE)``
+(``default`` for inductor's default), a copy with the same weights, alternated with the others.
+``--profile`` prints where the eager step's time goes (``torch.profiler``, 5 steps, by operator).
+
+    python benchmarks/step_roofline.py --threads 2 --repeats 5 --compile default --profile
     python benchmarks/step_roofline.py --threads 2 --repeats 1 --steps 2 --gemm 512   # a smoke test
 """
 
@@ -52,7 +56,10 @@ def _median_time(fn, n: int) -> float:
     return statistics.median(times)
 
 
-def measure(threads: int, repeats: int, steps: int, gemm: int, batch: int = 128) -> dict:
+def measure(threads: int, repeats: int, steps: int, gemm: int, batch: int = 128,
+            compile_mode: str | None = None, profile: bool = False) -> dict:
+    import copy
+
     import torch
     import torch.nn.functional as F
 
@@ -66,30 +73,54 @@ def measure(threads: int, repeats: int, steps: int, gemm: int, batch: int = 128)
     y = torch.randint(0, 10, (batch,))
     a, b = torch.randn(gemm, gemm), torch.randn(gemm, gemm)
 
-    def train_step():
-        loss = F.cross_entropy(model(x), y)
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+    def stepper(net, optimiser):
+        def train_step():
+            loss = F.cross_entropy(net(x), y)
+            loss.backward()
+            optimiser.step()
+            optimiser.zero_grad(set_to_none=True)
+        return train_step
 
     def matmul():
         torch.mm(a, b)
 
+    fns = {"step": stepper(model, opt), "gemm": matmul}
+    compile_s = None
+    if compile_mode:
+        twin = copy.deepcopy(model)
+        twin_opt = torch.optim.SGD(twin.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+        compiled = torch.compile(twin, mode=None if compile_mode == "default" else compile_mode)
+        fns["compiled step"] = stepper(compiled, twin_opt)
+        t0 = time.perf_counter()
+        fns["compiled step"]()
+        compile_s = time.perf_counter() - t0
     flops = step_flops(model, x, y, opt)
     for _ in range(3):  # warm-up: oneDNN primitives, MKL buffers
-        train_step()
-        matmul()
-    step_s, gemm_s = [], []
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for r in range(repeats):
-        pair = [("step", train_step), ("gemm", matmul)]
-        for name, fn in pair if r % 2 == 0 else reversed(pair):
-            (step_s if name == "step" else gemm_s).append(_median_time(fn, steps))
-        print(f"repeat {r + 1}/{repeats}: step {step_s[-1] * 1e3:.1f} ms, sgemm {gemm} "
-              f"{gemm_s[-1] * 1e3:.1f} ms", flush=True)
-    return {"threads": threads, "batch": batch, "gemm": gemm, "step_flops": flops,
-            "gemm_flops": 2 * gemm ** 3, "step_s": statistics.median(step_s),
-            "gemm_s": statistics.median(gemm_s), "repeats": repeats, "steps": steps,
-            "torch": torch.__version__}
+        for name in list(fns) if r % 2 == 0 else reversed(list(fns)):
+            times[name].append(_median_time(fns[name], steps))
+        print(f"repeat {r + 1}/{repeats}: " + ", ".join(
+            f"{'sgemm ' + str(gemm) if name == 'gemm' else name} {ts[-1] * 1e3:.1f} ms" for name, ts in times.items()),
+            flush=True)
+    result = {"threads": threads, "batch": batch, "gemm": gemm, "step_flops": flops,
+              "gemm_flops": 2 * gemm ** 3, "step_s": statistics.median(times["step"]),
+              "gemm_s": statistics.median(times["gemm"]), "repeats": repeats, "steps": steps,
+              "torch": torch.__version__}
+    if compile_mode:
+        result.update(compile_mode=compile_mode, compiled_step_s=statistics.median(times["compiled step"]),
+                      compile_s=compile_s)
+    if profile:
+        from torch.profiler import ProfilerActivity
+        from torch.profiler import profile as profiler
+
+        with profiler(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(5):
+                fns["step"]()
+        result["profile"] = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12)
+    return result
 
 
 def summarise(m: dict, target_ms: float) -> list[str]:
@@ -110,7 +141,12 @@ def summarise(m: dict, target_ms: float) -> list[str]:
         f"| step rate / sgemm rate | {step_rate / gemm_rate:.3f} |",
         f"| step time at the sgemm rate (the floor) | {floor_ms:.1f} ms |",
         f"| rate a {target_ms:g} ms step needs | {need:.1f} GFLOP/s ({need / gemm_rate:.2f}x the sgemm rate) |",
-    ]
+    ] + ([
+        f"| step time under torch.compile ({m['compile_mode']}; {m['compile_s']:.0f} s to compile) | "
+        f"{m['compiled_step_s'] * 1e3:.1f} ms |",
+        f"| eager / compiled | {m['step_s'] / m['compiled_step_s']:.3f} |",
+    ] if "compiled_step_s" in m else []) + (["", "Where the eager step's time goes (5 steps):", m["profile"]]
+                                            if "profile" in m else [])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,12 +157,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gemm", type=int, default=2048, help="side of the square sgemm")
     ap.add_argument("--target-ms", type=float, default=108.0,
                     help="a step time to test against the ceiling (issue 25 quotes 108 ms)")
+    ap.add_argument("--compile", metavar="MODE", help="also time the step under torch.compile(mode=MODE); "
+                    "'default' for inductor's default mode")
+    ap.add_argument("--profile", action="store_true", help="print where the eager step's time goes")
     ap.add_argument("--out", help="write the raw measurement as JSON here")
     a = ap.parse_args(argv)
     for key in ("threads", "repeats", "steps", "gemm"):
         if getattr(a, key) < 1:
             ap.error(f"--{key} must be at least 1, got {getattr(a, key)}")
-    m = measure(a.threads, a.repeats, a.steps, a.gemm)
+    m = measure(a.threads, a.repeats, a.steps, a.gemm, compile_mode=a.compile, profile=a.profile)
     print("\n".join(["", *summarise(m, a.target_ms)]))
     if a.out:
         from pathlib import Path

@@ -58,3 +58,12 @@ def test_bad_sizes_are_refused(capsys):
     with pytest.raises(SystemExit):
         roofline.main(["--gemm", "0"])
     assert "--gemm must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_summary_with_compile_rows():
+    m = {"threads": 2, "batch": 128, "gemm": 1000, "step_flops": 30e9, "gemm_flops": 2e9,
+         "step_s": 0.3, "gemm_s": 0.01, "repeats": 1, "steps": 1, "torch": "x",
+         "compile_mode": "default", "compiled_step_s": 0.25, "compile_s": 31.6}
+    text = "\n".join(roofline.summarise(m, target_ms=100))
+    assert "| step time under torch.compile (default; 32 s to compile) | 250.0 ms |" in text
+    assert "| eager / compiled | 1.200 |" in text
