@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import functools
 import hashlib
 import json
 import math
@@ -45,13 +46,15 @@ def protocol_for(config: dict, exp_name: str, model: str) -> dict[str, Any]:
     return merged
 
 
-def check_config(config: dict, locate=None) -> None:
+def check_config(config: dict, locate=None, paper_check: bool = True) -> None:
     """Cross-field checks; raises :class:`ConfigError` naming the key (and line via ``locate``).
 
     Args:
         config: the config after the schema (with its defaults).
         locate: maps a key path to its line (an int, as :func:`yaml_locator` returns) or to
             ``(file, line)`` (as :func:`config_locator` returns), or ``None``.
+        paper_check: also hold a comparable preset's paper-mode runs to the survey protocol
+            (:func:`check_paper_protocols`).
 
     Raises:
         ConfigError: one line, ``[<file>: ]config key '<path>' (line <n>): <what is wrong>``.
@@ -105,6 +108,86 @@ def check_config(config: dict, locate=None) -> None:
                 misfit = fits_dataset(m, ds)
                 if misfit:
                     fail(base + (["models"] if pat else ["datasets"]), f"{who} {misfit}{hint}")
+    if paper_check:
+        check_paper_protocols(config, locate)
+
+
+#: the survey protocol: every paper-mode experiment as its paper trains it (tests pin it to the papers)
+SURVEY_CONFIG = Path(__file__).resolve().parents[2] / "config" / "config.yaml"
+#: protocol keys that change how often a run evaluates or saves, not what it trains or reports
+BOOKKEEPING_KEYS = frozenset({"eval_batch_size", "eval_every", "checkpoint_every"})
+
+
+def check_paper_protocols(config: dict, locate=None, survey_path: str | Path = SURVEY_CONFIG) -> None:
+    """A comparable preset's paper-mode runs stand beside the published numbers, so each must train
+    as the survey protocol trains the same experiment and model: every protocol key but
+    :data:`BOOKKEEPING_KEYS`, and the model's arguments. A shortened or otherwise changed copy
+    (``iterations: 40`` in a copy of ``config/cpu_campaign.yaml``, or a ``--config`` override) is
+    refused here, naming the key, rather than given a verdict against a paper it did not follow;
+    ``comparable: false`` runs it as a variant. Experiments, models and modes the survey config does
+    not hold are not checked; nor are the ``measurements`` table's experiments, whose published
+    quantities (parameter counts, activation memory, time ratios) are measured over a few steps and
+    do not depend on the training budget; nor anything when the survey config is not beside the
+    package (an installed, not a checked-out, debench).
+
+    Raises:
+        ConfigError: the first key that differs, with both values.
+    """
+    import dataclasses
+
+    survey_path = Path(survey_path)
+    if not config.get("comparable") or not survey_path.is_file():
+        return
+    survey = _survey_config(str(survey_path), survey_path.stat().st_mtime_ns)
+    for name, exp in config["experiments"].items():
+        ref = survey["experiments"].get(name)
+        if (exp.get("mode", "paper") != "paper" or exp["table"] == "measurements" or ref is None
+                or ref.get("mode", "paper") != "paper"):
+            continue
+        where = f"experiments.{name}"
+        survey_models = resolve_models(ref["models"], where)
+        for m in resolve_models(exp["models"], where):
+            if m not in survey_models:
+                continue
+            ours = dataclasses.asdict(Protocol.from_dict(protocol_for(config, name, m)))
+            theirs = dataclasses.asdict(Protocol.from_dict(protocol_for(survey, name, m)))
+            for key in sorted(k for k in ours if k not in BOOKKEEPING_KEYS and ours[k] != theirs[k]):
+                raise ConfigError(key_message(
+                    _protocol_key_path(config, name, m, key),
+                    f"{m} trains with {key} = {ours[key]!r}, the survey protocol with {theirs[key]!r} "
+                    f"({_shown(str(survey_path))}); a comparable preset's paper-mode runs are compared "
+                    "with the paper, so they must train as it does: set comparable: false to run this "
+                    "as a variant", locate))
+            args, ref_args = exp.get("model_args", {}).get(m, {}), ref.get("model_args", {}).get(m, {})
+            if _built_with(m, args) != _built_with(m, ref_args):
+                raise ConfigError(key_message(
+                    ["experiments", name, "model_args", m] if args else ["experiments", name, "models"],
+                    f"{m} is built with model_args {args}, the survey protocol with {ref_args} "
+                    f"({_shown(str(survey_path))}): a different network from the paper's; set "
+                    "comparable: false to run this as a variant", locate))
+
+
+def _built_with(model: str, args: dict) -> dict:
+    """The keyword arguments ``model``'s factory runs with: its signature's defaults, the
+    registered defaults, then ``args`` (so ``{invertible: true}`` equals ``{}`` where true is the
+    default)."""
+    import inspect
+
+    info = model_info(model)
+    signature = {k: p.default for k, p in inspect.signature(info.factory).parameters.items()
+                 if p.default is not inspect.Parameter.empty}
+    return {**signature, **info.defaults, **args}
+
+
+@functools.lru_cache(maxsize=4)
+def _survey_config(path: str, mtime_ns: int) -> dict:
+    """The survey config, schema-validated with its defaults (not held to itself); read once per
+    process and version of the file (``mtime_ns``). Read only: callers must not change it."""
+    import yaml
+
+    survey = yaml.safe_load(Path(path).read_text())
+    validate_config(survey, [path], paper_check=False)
+    return survey
 
 
 def _protocol_key_path(config: dict, exp_name: str, model: str, key: str) -> list:
@@ -243,7 +326,8 @@ def yaml_error(exc: Exception) -> str:
     return f"not valid YAML: {where}{problem}"
 
 
-def validate_config(config: dict, files: list = (), schema_path: str | Path | None = None) -> None:
+def validate_config(config: dict, files: list = (), schema_path: str | Path | None = None,
+                    paper_check: bool = True) -> None:
     """The one gate of the Snakefile, ``debench plan`` and ``debench status``: the JSON schema
     (its defaults filled into ``config`` in place), then :func:`check_config`.
 
@@ -251,6 +335,7 @@ def validate_config(config: dict, files: list = (), schema_path: str | Path | No
         config: the config as read (Snakemake's merged ``config`` dict).
         files: the config files it was read from, in order (the last one wins for a key's line).
         schema_path: the schema file (default: the packaged ``schemas/config.schema.yaml``).
+        paper_check: see :func:`check_config`.
 
     Raises:
         ConfigError: one line naming the file, the key's path and line, and for an unknown key or
@@ -279,7 +364,7 @@ def validate_config(config: dict, files: list = (), schema_path: str | Path | No
         error = min(unknown, key=lambda e: len(e.absolute_path)) if unknown else best_match(errors)
         keys, msg = _schema_error(error)
         raise ConfigError(key_message(keys, msg, locate))
-    check_config(config, locate=locate)
+    check_config(config, locate=locate, paper_check=paper_check)
     expand_runs(config, locate)  # an `only` pattern matching no run is an error before any job
 
 
