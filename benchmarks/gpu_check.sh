@@ -34,8 +34,8 @@ timeout $(left) $py benchmarks/throughput.py --device cuda --models resnet20 res
   --repeats 1 --epochs 3 --train-size 20000 --workers 0 --out "$out/default_loader.json" 2>&1 \
   | grep -v '^\[' | tee "$out/default_loader.txt"
 
-echo "== 1. throughput: conventional loop vs debench (fp32, bf16), synthetic 20k images"
-timeout $(left) $py benchmarks/throughput.py --device cuda --models resnet20 resnet56 --variants fp32 bf16 \
+echo "== 1. throughput: conventional loop vs debench (fp32 = IEEE, tf32, bf16), synthetic 20k images"
+timeout $(left) $py benchmarks/throughput.py --device cuda --models resnet20 resnet56 --variants fp32 tf32 bf16 \
   --repeats 3 --epochs 2 --train-size 20000 --workers 8 --out "$out/throughput.json" 2>&1 \
   | grep -v '^\[' | tee "$out/throughput.txt"
 

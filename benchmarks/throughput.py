@@ -8,6 +8,10 @@ autocast on CUDA, fused optimizer, one host read per epoch). The two run alterna
 process, ``--repeats`` times each; images/s of the last epoch of each repeat, medians and the
 ratio are printed last.
 
+fp32 is IEEE fp32 on every loop (``debench.train.runtime.apply_math_mode``), the conventional one
+included, though torch's own default runs fp32 convolutions in TF32 on Ampere and later GPUs;
+the ``tf32`` variants time that default. Each row records its ``fp32_math`` (``ieee``/``tf32``).
+
     python benchmarks/throughput.py --models resnet20 resnet56 --repeats 3
     python benchmarks/throughput.py --device cuda --variants fp32 bf16 bf16+compile
 """
@@ -30,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from debench.data import load_cached, prepare_dataset  # noqa: E402
 from debench.registry import create_model  # noqa: E402
 from debench.train.loop import train  # noqa: E402
+from debench.train.runtime import apply_math_mode  # noqa: E402
 
 VARIANTS = {  # debench runtime settings per variant name
     "fp32": {"amp": "off", "compile": False},
@@ -37,6 +42,8 @@ VARIANTS = {  # debench runtime settings per variant name
     "bf16+compile": {"amp": "bf16", "compile": True},
     "bf16+cudagraphs": {"amp": "bf16", "compile": "reduce-overhead"},
     "fp32+cudagraphs": {"amp": "off", "compile": "reduce-overhead"},
+    "tf32": {"amp": "tf32", "compile": False},
+    "tf32+cudagraphs": {"amp": "tf32", "compile": "reduce-overhead"},
     "default": {"amp": "auto", "compile": False},
 }
 
@@ -149,6 +156,7 @@ def main() -> None:
         rates: dict[str, list[float]] = {"conventional": [], **{v: [] for v in a.variants}}
         accs: dict[str, list[float]] = {k: [] for k in rates}
         for r in range(a.repeats):
+            apply_math_mode({"train": "fp32"})  # IEEE, as debench's fp32 (train() sets its own)
             rate, acc = conventional_epoch(model, arrays, meta, device, a.batch, a.workers, a.epochs)
             rates["conventional"].append(rate)
             accs["conventional"].append(acc)
@@ -161,6 +169,7 @@ def main() -> None:
         base = statistics.median(rates["conventional"])
         for k, vals in rates.items():
             results.append({"model": model, "loop": k, "median_img_s": statistics.median(vals), "runs": vals,
+                            "fp32_math": "tf32" if k.startswith("tf32") and device.type == "cuda" else "ieee",
                             "ratio_vs_conventional": statistics.median(vals) / base,
                             "test_accuracy_median": statistics.median(accs[k]), "device": name})
     if a.out:

@@ -113,11 +113,11 @@ def calibrate_model(name: str, setup: dict[str, Any], runtime_cfg: dict[str, Any
 
     from debench.data import DeviceData, load_cached, prepare_dataset
     from debench.data.cache import DATASETS
-    from debench.plan import _LOOPS
+    from debench.plan import FP32_MATH, loop_name
     from debench.registry import create_model, model_info
     from debench.train.build import factory_kwargs, make_optimizer
     from debench.train.protocol import Protocol
-    from debench.train.runtime import continuous_depth, resolve_runtime
+    from debench.train.runtime import apply_math_mode, continuous_depth, resolve_runtime
 
     info = model_info(name)
     proto = dict(setup["protocol"])
@@ -141,7 +141,8 @@ def calibrate_model(name: str, setup: dict[str, Any], runtime_cfg: dict[str, Any
     classify = info.task == "classify"
     rt = resolve_runtime({**runtime_cfg, "device": device_str, "threads": threads}, name,
                          adaptive=continuous_depth(info), classify=classify, timed_with=[])
-    loop = _LOOPS.get((rt["amp"], rt["compile"]), f"{rt['amp']}+{rt['compile']}")
+    loop = loop_name(rt["precision"]["train"], rt["compile"])
+    fp32_math = apply_math_mode(rt["precision"])
     device = torch.device(rt["device"])
     torch.set_num_threads(threads)
     if device.type == "cuda":
@@ -190,7 +191,7 @@ def calibrate_model(name: str, setup: dict[str, Any], runtime_cfg: dict[str, Any
         opt.zero_grad(set_to_none=True)
         return len(y)
 
-    row: dict[str, Any] = {"model": name, "loop": loop, "family": info.family, "task": info.task,
+    row: dict[str, Any] = {"model": name, "loop": loop, FP32_MATH: fp32_math, "family": info.family, "task": info.task,
                            "experiment": setup["experiment"], "dataset": ds, "batch_size": protocol_batch,
                            "timed_batch": p.batch_size,
                            "optimizer": p.optimizer, "threads": threads}

@@ -108,6 +108,11 @@ def check_config(config: dict, locate=None, paper_check: bool = True) -> None:
                 misfit = fits_dataset(m, ds)
                 if misfit:
                     fail(base + (["models"] if pat else ["datasets"]), f"{who} {misfit}{hint}")
+    amp = config.get("runtime", {}).get("amp", "auto")
+    if config.get("comparable") and amp in ("bf16", "tf32"):
+        fail(["runtime", "amp"], f"{amp!r} trains in reduced precision, but this preset is comparable and the "
+             "report compares only fp32 runs with the published numbers: set amp: \"off\", or comparable: false "
+             "to run it as a variant")
     if paper_check:
         check_paper_protocols(config, locate)
 

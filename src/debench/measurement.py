@@ -90,6 +90,9 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     device = torch.device("cuda" if want == "auto" and torch.cuda.is_available() else ("cpu" if want == "auto" else want))
     if spec.get("runtime", {}).get("threads"):
         torch.set_num_threads(int(spec["runtime"]["threads"]))
+    from debench.train.runtime import apply_math_mode
+
+    apply_math_mode({"train": "fp32"})  # every quantity here is an fp32 one (IEEE, not TF32, on CUDA)
 
     arrays, meta = load_cached(spec["data"]["cache"])
     classify = info.task == "classify"

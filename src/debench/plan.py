@@ -31,9 +31,28 @@ from typing import Any
 
 from debench.errors import ConfigError
 
-# the throughput.py variant name for a training loop: (amp, compile mode)
-_LOOPS = {("off", False): "fp32", ("bf16", False): "bf16", ("bf16", "default"): "bf16+compile",
-          ("bf16", "reduce-overhead"): "bf16+cudagraphs", ("off", "reduce-overhead"): "fp32+cudagraphs"}
+# the throughput.py variant name of a training loop: precision, then its compile mode
+_COMPILE_SUFFIX = {False: "", "default": "+compile", "reduce-overhead": "+cudagraphs"}
+# measurement rows' field naming the fp32 math of a CUDA measurement (written since IEEE fp32
+# became the trainer's fp32, debench.train.runtime.apply_math_mode); a CUDA row without it was
+# timed under torch's default, TF32 convolutions, and is loaded as a ``tf32`` loop
+FP32_MATH = "fp32_math"
+
+
+def loop_name(precision: str, compile_mode: str | bool) -> str:
+    """The throughput.py variant name of a loop training in ``precision`` under ``compile_mode``."""
+    suffix = _COMPILE_SUFFIX.get(compile_mode)
+    return precision + suffix if suffix is not None else f"{precision}+{compile_mode}"
+
+
+def _as_measured(row: dict[str, Any]) -> str:
+    """A measurement row's loop as it ran: a CUDA ``fp32`` row timed before IEEE fp32 was set
+    (no ``fp32_math`` field) or under TF32 is a ``tf32`` loop."""
+    loop = str(row["loop"])
+    cuda = not is_cpu(str(row["device"]))
+    if cuda and loop.split("+")[0] == "fp32" and row.get(FP32_MATH, "tf32") != "ieee":
+        return "tf32" + loop[len("fp32"):]
+    return loop
 
 
 @dataclass(frozen=True)
@@ -103,7 +122,7 @@ def load_measurements(folder: Path) -> list[Measurement]:
                     continue
                 if r.get("unstable"):  # debench calibrate timed a warm-up step: not a throughput
                     continue
-                m = Measurement(str(r["device"]), str(r["model"]), str(r["loop"]),
+                m = Measurement(str(r["device"]), str(r["model"]), _as_measured(r),
                                 float(r["median_img_s"]), path.name,
                                 float(r["flops_per_image"]) if r.get("flops_per_image") else None)
                 key = (m.device, m.model, m.loop)
@@ -127,9 +146,7 @@ def training_loop(runtime: dict[str, Any], device_type: str, model: str, timed_w
     info = model_info(model)
     train = resolve_precision(runtime.get("amp", "auto"), device_type, continuous_depth(info),
                               info.task == "classify")["train"]
-    amp = "bf16" if train == "bf16" else "off"
-    mode = resolve_compile(runtime.get("compile", "auto"), device_type, model, timed_with)
-    return _LOOPS.get((amp, mode), f"{amp}+{mode}")
+    return loop_name(train, resolve_compile(runtime.get("compile", "auto"), device_type, model, timed_with))
 
 
 def images_per_run(config: dict, experiment: str, dataset: str, model: str) -> int | None:
@@ -201,7 +218,9 @@ def scaling_error(measurements: list[Measurement], reference: str = REFERENCE) -
 
 def _estimate(device: str, model: str, loop: str, index: dict, flops: dict[str, float]
               ) -> tuple[Measurement | None, str]:
-    """The throughput used for ``model`` on ``device``: measured (same loop), or scaled, or none.
+    """The throughput used for ``model`` on ``device``: measured (same loop, or for an fp32 loop the
+    same model timed in TF32 or bf16 under the same compile mode, a lower bound the plan names), or
+    scaled, or none.
 
     Returns:
         (a Measurement whose ``img_s`` is the estimate, how: ``measured``, ``scaled`` or ``unknown``).
@@ -209,9 +228,16 @@ def _estimate(device: str, model: str, loop: str, index: dict, flops: dict[str, 
     m = index.get((device, model, loop))
     if m is not None:
         return m, "measured"
+    if loop.startswith("fp32"):  # the same model timed in TF32, else bf16 (GPU rows from before IEEE fp32)
+        for lower in ("tf32", "bf16"):
+            m = index.get((device, model, loop.replace("fp32", lower, 1)))
+            if m is not None:
+                return m, "measured"
     if model not in flops or REFERENCE not in flops:
         return None, "unknown"
-    refs = [index.get((device, REFERENCE, lp)) for lp in (loop, "fp32", "bf16", "bf16+cudagraphs")]
+    # the run's own loop first, then the nearest in precision: an IEEE fp32 GPU run falls back on TF32
+    near = (loop, "fp32", loop.replace("fp32", "tf32", 1), "tf32", "bf16", "bf16+cudagraphs")
+    refs = [index.get((device, REFERENCE, lp)) for lp in dict.fromkeys(near)]
     ref = next((r for r in refs if r is not None), None)
     if ref is None:
         return None, "unknown"
@@ -251,7 +277,8 @@ def plan(config: dict, measurements: list[Measurement]) -> list[dict[str, Any]]:
             m, how = _estimate(device, model, loop, index, flops)
             hours = None if m is None or per_run is None else per_run * n / m.img_s / 3600
             row["machines"][device] = {"hours": hours, "how": how if hours is not None else "unknown",
-                                       "source": m.source if m else None, "loop": m.loop if m else None}
+                                       "source": m.source if m else None, "loop": m.loop if m else None,
+                                       "wanted": loop}
         rows.append(row)
     return rows
 
@@ -311,6 +338,11 @@ def format_plan(rows: list[dict[str, Any]], error: dict[str, Any] | None = None)
         n_meas = len({r["model"] for r in rows if r["machines"][d]["how"] == "measured"})
         n_scaled = len({r["model"] for r in rows if r["machines"][d]["how"] == "scaled"})
         lines.append(f"  {d}: {n_meas} models measured ({', '.join(measured) or 'none'}), {n_scaled} scaled")
+        other = sorted({f"{v['wanted']} from {v['loop']}" for v in cs
+                        if v["loop"] is not None and v["loop"] != v.get("wanted", v["loop"])})
+        if other:
+            lines.append(f"    timed under another loop than the runs train in ({'; '.join(other)}): "
+                         "IEEE fp32 is slower than TF32 or bf16 on a GPU, so those hours are a lower bound")
     unknown = sorted({r["model"] for r in rows if any(v["hours"] is None for v in r["machines"].values())})
     lines.append(f"unknown on at least one machine ({len(unknown)} models): {', '.join(unknown) or 'none'}")
     if error:

@@ -107,7 +107,8 @@ def summarize(runs: pd.DataFrame, published: pd.DataFrame, tolerances: dict[str,
         comparable = bool(g["comparable"].fillna(False).astype(bool).all()) and row["mode"] != "common"
         tol = tolerances.get(metric)
         row["tolerance"] = tol.label() if tol else ""
-        row["verdict"], row["verdict_reason"], row["seeds_needed"] = _verdict(row, vals, comparable, tol)
+        precisions = sorted(set(ok["precision.train"].dropna().astype(str))) if "precision.train" in ok else []
+        row["verdict"], row["verdict_reason"], row["seeds_needed"] = _verdict(row, vals, comparable, tol, precisions)
         row["params_verdict"] = _params_verdict(ok, row["published_params_m"], tolerances.get("params_m"))
         row["params_tolerance"] = tolerances["params_m"].label() if "params_m" in tolerances else ""
         out.append(row)
@@ -144,13 +145,28 @@ def _params_verdict(ok: pd.DataFrame, published_m: float, tol: Tolerance | None)
     return "matches" if eq.verdict == "reproduced" else "differs"
 
 
+# The precision a trained row must have to stand beside a published number: fp32, the precision
+# of the authors' codes read so far (those named in debench.train.runtime's docstring; the ResNet
+# papers of 2015-2016 predate mixed-precision training). A bf16 or TF32 run changes the arithmetic
+# the published number came from, so it is a variant: shown with its numbers, never judged.
+PUBLISHED_PRECISION = "fp32"
+
+
 def _verdict(row: dict[str, Any], values: np.ndarray, comparable: bool,
-             tolerance: Tolerance | None) -> tuple[str, str, float]:
-    """``(verdict, reason, seeds needed)``: the equivalence verdict of the row's finished seeds."""
+             tolerance: Tolerance | None, precisions: list[str] | None = None) -> tuple[str, str, float]:
+    """``(verdict, reason, seeds needed)``: the equivalence verdict of the row's finished seeds.
+
+    ``precisions``: the ``precision.train`` values of those seeds; any other than fp32 makes the
+    row not comparable (:data:`PUBLISHED_PRECISION`).
+    """
     if not comparable:
         return "not comparable", "reduced preset or common mode: never compared with a paper", math.nan
     if math.isnan(row["published"]):
         return "no published number", "", math.nan
+    other = [p for p in precisions or [] if p != PUBLISHED_PRECISION]
+    if other:
+        return ("not comparable", f"trained in {', '.join(other)} (precision.train); the published numbers are "
+                f"{PUBLISHED_PRECISION} runs: set runtime.amp: off to compare", math.nan)
     if tolerance is None:
         return INCONCLUSIVE, f"no tolerance for {row['metric']} in report.tolerances", math.nan
     eq = trained_verdict(values, row["published"], tolerance)

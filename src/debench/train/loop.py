@@ -37,7 +37,7 @@ from debench.train.progress import EpochLog, Progress
 from debench.train.protocol import Protocol, lr_at
 from debench.track.tracker import run_params
 from debench.train.record import FINAL_KEYS, record_head, summarize, write_record
-from debench.train.runtime import continuous_depth, resolve_runtime
+from debench.train.runtime import apply_math_mode, continuous_depth, resolve_runtime
 
 log = logging.getLogger("debench.train")
 
@@ -69,6 +69,7 @@ def train(spec: dict[str, Any]) -> dict[str, Any]:
                        model_meta(spec["model"], compiled=runtime["compile"]), runtime, meta)
     chash = head["config_hash"]
     torch.set_num_threads(runtime["threads"])
+    apply_math_mode(runtime["precision"])  # fp32 is IEEE fp32 on CUDA too, never torch's TF32 default
     device = torch.device(runtime["device"])
     metrics_path = Path(spec["paths"]["metrics"])
     workdir = Path(spec["paths"]["checkpoints"]) / chash  # another configuration never resumes from it

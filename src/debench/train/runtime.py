@@ -16,6 +16,12 @@ the Lévy/jump models are the Neural SDE's alpha and jump sweeps, compared with 
 precision. Each such model pins ``precision="fp32"`` with its source in the registry
 (:class:`debench.registry.ModelInfo`); the run record's ``precision`` block names the result.
 Everything else may train in bf16 on CUDA; the record names the precision of each metric.
+
+fp32 means IEEE fp32. On Ampere and later GPUs PyTorch runs fp32 convolutions (and cuDNN RNNs)
+in TF32 by default, a 10-bit mantissa, which the papers' pre-Ampere GPUs never did: so an ``off``
+(fp32) run sets cuDNN and cuBLAS to IEEE fp32 (:func:`apply_math_mode`), and TF32 is a named
+setting of its own, ``amp: tf32``, recorded as ``tf32``. The report compares only fp32 runs with
+published numbers (:func:`debench.report.aggregate._verdict`).
 """
 
 from __future__ import annotations
@@ -26,9 +32,11 @@ import torch
 
 from debench.errors import ConfigError
 
-AMP_CHOICES = ("auto", "bf16", "off")
+AMP_CHOICES = ("auto", "bf16", "tf32", "off")
 # dtype name each amp setting measures in (the record's ``precision`` values)
-PRECISION_OF = {"bf16": "bf16", "off": "fp32"}
+PRECISION_OF = {"bf16": "bf16", "tf32": "tf32", "off": "fp32"}
+# the fp32 math flags of torch's new TF32 API (torch >= 2.9): cuDNN convolutions, cuDNN RNNs, cuBLAS
+_FP32_MATH_BACKENDS = (("cudnn", "conv"), ("cudnn", "rnn"), ("cuda", "matmul"))
 
 
 def continuous_depth(info: Any) -> bool:
@@ -54,17 +62,18 @@ def resolve_precision(amp: str, device_type: str, adaptive: bool, classify: bool
     """The precision each metric of a run is measured in.
 
     Args:
-        amp: ``runtime.amp``: ``auto``, ``bf16`` or ``off``.
+        amp: ``runtime.amp``: ``auto``, ``bf16``, ``tf32`` or ``off``.
         device_type: ``cuda`` or ``cpu``.
         adaptive: the model is continuous-depth (:func:`continuous_depth`).
         classify: the model's task is ``classify``; the trainer evaluates other tasks (their
             ``evaluate_metrics``: likelihoods, samples) outside autocast, in fp32.
 
     Returns:
-        ``{"train", "eval", "activation_memory", "peak_memory", "nfe", "time"}`` -> ``bf16``/``fp32``
-        (``nfe``: the training-step counters ``nfe_forward``/``nfe_backward``).
+        ``{"train", "eval", "activation_memory", "peak_memory", "nfe", "time"}`` ->
+        ``bf16``/``tf32``/``fp32`` (``nfe``: the training-step counters ``nfe_forward``/``nfe_backward``).
         ``auto`` is bf16 on CUDA except for continuous-depth and SDE models (fp32), fp32 on the CPU;
-        ``activation_memory`` is fp32 always.
+        ``tf32`` is TF32 on CUDA and fp32 on the CPU (no TF32 there); ``activation_memory`` is fp32
+        always.
 
     Raises:
         ConfigError: for an unknown ``amp`` value.
@@ -73,9 +82,38 @@ def resolve_precision(amp: str, device_type: str, adaptive: bool, classify: bool
         raise ConfigError(f"runtime.amp: must be one of {AMP_CHOICES}, got {amp!r}")
     if amp == "auto":
         amp = "bf16" if device_type == "cuda" and not adaptive else "off"
+    if amp == "tf32" and device_type != "cuda":
+        amp = "off"
     p = PRECISION_OF[amp]
     return {"train": p, "eval": p if classify else "fp32", "activation_memory": "fp32", "peak_memory": p,
             "nfe": p, "time": p}
+
+
+def apply_math_mode(precision: dict[str, str]) -> str:
+    """Set the fp32 math of cuDNN and cuBLAS for a run of resolved ``precision``; returns it.
+
+    ``tf32`` training lets cuDNN convolutions and RNNs and cuBLAS matmuls round fp32 inputs to
+    TF32; anything else (``fp32`` and ``bf16``, whose autocast leaves some ops in fp32) sets them
+    to IEEE fp32, whatever torch's default (TF32 for cuDNN convolutions). The flags only act on
+    CUDA; they are set on every device so a run's math never depends on what ran before it in the
+    process (a fork-server child inherits its parent's flags).
+
+    Args:
+        precision: :func:`resolve_precision`'s result.
+
+    Returns:
+        ``"tf32"`` or ``"ieee"``, the mode set.
+    """
+    mode = "tf32" if precision["train"] == "tf32" else "ieee"
+    for backend, op in _FP32_MATH_BACKENDS:
+        flags = getattr(getattr(torch.backends, backend), op)
+        if hasattr(flags, "fp32_precision"):
+            flags.fp32_precision = mode
+        elif (backend, op) == ("cudnn", "conv"):  # torch before the new API: one cuDNN flag
+            torch.backends.cudnn.allow_tf32 = mode == "tf32"
+        elif (backend, op) == ("cuda", "matmul"):
+            torch.backends.cuda.matmul.allow_tf32 = mode == "tf32"
+    return mode
 
 
 def resolve_compile(setting: Any, device_type: str, name: str, timed_with: list[str] | None = None) -> str | bool:
@@ -119,7 +157,8 @@ def resolve_runtime(r: dict[str, Any], name: str, adaptive: bool = False, classi
 
     Returns:
         ``device``, ``device_type``, ``threads``, ``channels_last``, ``amp`` (``bf16``/``off``,
-        the training autocast), ``compile`` and ``precision`` (per metric).
+        the training autocast; ``tf32`` runs without autocast), ``compile`` and ``precision``
+        (per metric; :func:`apply_math_mode` sets the fp32 math it names).
 
     Raises:
         RuntimeError: when ``device: cuda`` is asked for on a machine without CUDA.
