@@ -339,7 +339,7 @@ def format_plan(rows: list[dict[str, Any]], error: dict[str, Any] | None = None)
         n_scaled = len({r["model"] for r in rows if r["machines"][d]["how"] == "scaled"})
         lines.append(f"  {d}: {n_meas} models measured ({', '.join(measured) or 'none'}), {n_scaled} scaled")
         other = sorted({f"{v['wanted']} from {v['loop']}" for v in cs
-                        if v["loop"] is not None and v["loop"] != v.get("wanted", v["loop"])})
+                        if v["loop"] is not None and v["loop"] != v["wanted"]})
         if other:
             lines.append(f"    timed under another loop than the runs train in ({'; '.join(other)}): "
                          "IEEE fp32 is slower than TF32 or bf16 on a GPU, so those hours are a lower bound")
