@@ -142,15 +142,12 @@ def test_flattening_by_hand():
 # ---- the committed runs.csv -------------------------------------------------------------------
 
 def test_the_committed_published_runs_csv_still_loads():
-    """Every data row loads, all ok, as many as its README states (no hard-coded count: a merged
-    campaign seed only has to update the README, which test_report ties to the tables)."""
+    """Every data row loads and is ok. No hard-coded count (a merged campaign seed changes it):
+    test_report ties the README's '| runs | N ...' row to what regenerate counts."""
     runs = read_runs_csv(PUBLISHED_RUNS)
-    stated = re.search(r"^\| runs \| (\d+) \((\d+) ok, 0 failed\) \|$",
-                       (PUBLISHED_RUNS.parent / "README.md").read_text(), re.M)
-    assert stated, "results/published/README.md lost its '| runs | N (N ok, 0 failed) |' row"
-    assert len(runs) == int(stated[1]) == int(stated[2]) and set(runs["status"]) == {"ok"}
     with open(PUBLISHED_RUNS, newline="") as fh:
-        assert len(runs) == sum(1 for _ in csv.reader(fh)) - 1   # no row lost or split in parsing
+        assert len(runs) == sum(1 for _ in csv.reader(fh)) - 1 > 0   # no row lost or split in parsing
+    assert set(runs["status"]) == {"ok"}
     assert set(runs["table"]) <= set(rf.TABLES)
 
 
