@@ -57,7 +57,8 @@ publish-runs: $(VENV)/.installed
 
 # He et al.'s ResNet-20 at the full protocol, 3 seeds on this CPU (hours): in the background,
 # nice'd, at a pinned commit, resuming from the last checkpoint (docs/measurements/cpu_campaign.md)
-# CAMPAIGN=cpu_campaign_lm: LM-ResNet-20 at the same protocol, once the ResNet-20 seeds are done.
+# CAMPAIGN=cpu_campaign_lm: LM-ResNet-20 at the same protocol, once the ResNet-20 seeds are done
+# (with CAMPAIGN_COMMIT=fedbc8c, the commit the ResNet-20 seeds ran, so both arms run the same code).
 CAMPAIGN ?= cpu_campaign
 cpu-campaign: $(VENV)/.installed
 	mkdir -p results/$(CAMPAIGN)
