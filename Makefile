@@ -59,6 +59,7 @@ publish-runs: $(VENV)/.installed
 # nice'd, at a pinned commit, resuming from the last checkpoint (docs/measurements/cpu_campaign.md)
 # CAMPAIGN=cpu_campaign_lm: LM-ResNet-20 at the same protocol, once the ResNet-20 seeds are done
 # (with CAMPAIGN_COMMIT=fedbc8c, the commit the ResNet-20 seeds ran, so both arms run the same code).
+# CAMPAIGN_PUBLISHED=results/published/runs.csv: train only the seeds that table lacks (a new machine).
 CAMPAIGN ?= cpu_campaign
 cpu-campaign: $(VENV)/.installed
 	mkdir -p results/$(CAMPAIGN)

@@ -16,6 +16,13 @@
 # CAMPAIGN_PRESET=cpu_campaign_lm runs the LM-ResNet-20 preset the same way (config/<preset>.yaml,
 # results/<preset>/, its own pinned commit), for the difference against ResNet-20 (the Makefile's
 # `make cpu-campaign CAMPAIGN=cpu_campaign_lm`).
+#
+# CAMPAIGN_PUBLISHED=results/published/runs.csv trains only the runs that table does not hold
+# finished (a new machine, after some seeds were merged there: they are not trained again); the
+# choice is kept in results/<preset>/PUBLISHED, so later restarts make it too, and `debench status`
+# counts those runs as published. Without it every run of the preset is trained here.
+#
+# Further arguments go to Snakemake (options, or target files).
 set -euo pipefail
 root=$(git -C "$(dirname "$0")/.." rev-parse --show-toplevel)
 cd "$root"
@@ -53,6 +60,27 @@ if [ ! -f "$tree/config/$preset.yaml" ]; then
     exit 2
 fi
 args=(-s "$tree/Snakefile" -d "$root" --configfile "$tree/config/$preset.yaml")
+if [ -n "${CAMPAIGN_PUBLISHED:-}" ]; then
+    if [ ! -f "$CAMPAIGN_PUBLISHED" ]; then
+        echo "CAMPAIGN_PUBLISHED=$CAMPAIGN_PUBLISHED: no such file" >&2
+        rm -f "$pidfile"
+        exit 2
+    fi
+    echo "$CAMPAIGN_PUBLISHED" > "$out/PUBLISHED"
+fi
+targets=()
+if [ -s "$out/PUBLISHED" ]; then
+    # fails (and so does this script) when the table is gone or is not a run table
+    todo=$("$root/.venv/bin/debench" status "$preset" --to-train)
+    [ -n "$todo" ] && mapfile -t targets <<< "$todo"
+    if [ ${#targets[@]} -eq 0 ]; then
+        echo "every run of $preset is finished here or in $(cat "$out/PUBLISHED"): nothing to train"
+        rm -f "$pidfile"
+        exit 0
+    fi
+    echo "training the ${#targets[@]} run(s) not finished in $(cat "$out/PUBLISHED"): ${targets[*]}"
+    targets=(-- "${targets[@]}")  # after `--`: --prioritize and --configfile take several values each
+fi
 # Seeds with a checkpoint go first (the furthest first), so a restart finishes a partly trained seed
 # before it starts a new one; Snakemake alone picks any unfinished job. Read with the working tree's
 # debench, before PYTHONPATH names the pinned one (older commits lack --resumable).
@@ -66,4 +94,5 @@ fi
 export PYTHONPATH="$tree/src${PYTHONPATH:+:$PYTHONPATH}"
 "$snakemake" "${args[@]}" --unlock >/dev/null
 echo "$(date -u +%FT%TZ) $preset at ${commit:0:12} ($tree), pid $$"
-exec nice -n "${NICE:-19}" "$snakemake" "${args[@]}" --cores 2 --rerun-incomplete --keep-going "${first[@]}" "$@"
+exec nice -n "${NICE:-19}" "$snakemake" "$@" "${args[@]}" --cores 2 --rerun-incomplete --keep-going "${first[@]}" \
+    "${targets[@]}"

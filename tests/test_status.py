@@ -403,3 +403,103 @@ def test_the_campaign_script_takes_a_zombie_pid_for_a_dead_campaign(tmp_path):
         live.kill()
         live.wait()
         zombie.wait()
+
+
+def runs_csv(path, rows):
+    """A run table as `debench merge-runs` writes it (only the columns status reads, plus one more)."""
+    path.write_text("experiment,dataset,model,seed,status,test_error\n"
+                    + "".join(f"disc,cifar10,{m},{s},{st},8.5\n" for m, s, st in rows))
+    return path
+
+
+def test_runs_in_the_published_table_count_as_published_and_are_not_trained_again(survey, capsys):
+    """A campaign on a new machine lost its finished seeds' records but not their rows in
+    results/published/runs.csv: status counted them as left and the campaign trained them again."""
+    cfg, results = survey
+    p = results / "p"
+    table = runs_csv(results.parent / "runs.csv", [("resnet20", 3, "ok"), ("resnet32", 3, "diverged"),
+                                                   ("resnet20", 0, "ok")])  # seed 0 is also finished here
+    (p / "PUBLISHED").write_text("runs.csv\n")  # relative to the workflow folder above results/
+    assert main(["status", str(cfg), "--results", str(results)]) == 0
+    line = capsys.readouterr().out.splitlines()[0]
+    assert line.startswith("p: 3/8 done, 1 published (") and f"{table}), " in line and " 1 left;" in line
+    assert main(["status", str(cfg), "--results", str(results), "--to-train"]) == 0
+    run = lambda m, s: str(p / "runs" / "disc" / "cifar10" / m / f"seed{s}" / "metrics.json")  # noqa: E731
+    # unfinished here and not published ok: resnet32 seed 3's published row failed, so it trains
+    assert capsys.readouterr().out.splitlines() == [run("resnet20", 2), run("resnet32", 2), run("resnet32", 3)]
+    table.unlink()
+    assert main(["status", str(cfg), "--results", str(results)]) == 2
+    assert f"{p / 'PUBLISHED'} names {table.resolve()}, which does not exist" in capsys.readouterr().err
+
+
+def campaign_repo(tmp_path, resumable="", to_train=""):
+    """A git repository holding the campaign script, a preset, a stand-in debench that answers
+    `status --resumable` and `--to-train` with the lines given, and a stand-in snakemake that
+    records each command line it gets (one argument per line, calls separated by '=')."""
+    repo = tmp_path / "repo"
+    (repo / "scripts").mkdir(parents=True)
+    script = Path(__file__).parents[1] / "scripts" / "cpu_campaign.sh"
+    (repo / "scripts" / "cpu_campaign.sh").write_text(script.read_text())
+    (repo / "config").mkdir()
+    (repo / "config" / "p.yaml").write_text("preset: p\n")
+    (repo / "Snakefile").write_text("")
+    (repo / "src").mkdir()  # the script checks out the pinned commit once, until it has src/
+    (repo / "src" / "x.py").write_text("")
+    bin_ = repo / ".venv" / "bin"
+    bin_.mkdir(parents=True)
+    (bin_ / "debench").write_text(
+        "#!/usr/bin/env bash\ncase \"$*\" in\n"
+        f"  *--resumable*) printf '{resumable}' ;;\n  *--to-train*) printf '{to_train}' ;;\nesac\n")
+    (repo / "snakemake").write_text("#!/usr/bin/env bash\nprintf '%s\\n' \"$@\" '=' >> \"$(dirname \"$0\")/calls\"\n")
+    for f in (bin_ / "debench", repo / "snakemake", repo / "scripts" / "cpu_campaign.sh"):
+        f.chmod(0o755)
+    (repo / ".gitignore").write_text(".venv/\n.campaign/\nresults/\nsnakemake\ncalls\n")
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "campaign"], check=True)
+
+    def run(*args, **env):
+        proc = subprocess.run(["bash", str(repo / "scripts" / "cpu_campaign.sh"), *args], capture_output=True,
+                              text=True, env={**os.environ, "CAMPAIGN_PRESET": "p", "NICE": "0",
+                                              "SNAKEMAKE": str(repo / "snakemake"), **env})
+        calls = (repo / "calls").read_text().split("\n=\n") if (repo / "calls").exists() else []
+        return proc, [c.split("\n") for c in calls if c.strip()]
+
+    return repo, run
+
+
+def test_the_campaign_script_trains_only_the_runs_the_published_table_lacks(tmp_path):
+    done = "results/p/runs/s1/metrics.json"
+    repo, run = campaign_repo(tmp_path, resumable=done + "\\n", to_train=f"{done}\\nresults/p/runs/s2/metrics.json\\n")
+    (repo / "pub.csv").write_text("experiment\n")
+    proc, calls = run(CAMPAIGN_PUBLISHED="pub.csv")
+    assert proc.returncode == 0, proc.stderr
+    assert (repo / "results" / "p" / "PUBLISHED").read_text() == "pub.csv\n"
+    # the targets follow `--`: after --prioritize (which takes several values) they would be its values
+    assert calls[-1][-5:] == ["--prioritize", done, "--", done, "results/p/runs/s2/metrics.json"]
+    # a restart without the variable keeps the choice (results/p/PUBLISHED)
+    (repo / "calls").unlink()
+    proc, calls = run()
+    assert proc.returncode == 0 and calls[-1][-3:] == ["--", done, "results/p/runs/s2/metrics.json"]
+
+
+def test_the_campaign_script_gives_its_own_targets_ahead_of_prioritize(tmp_path):
+    """`scripts/cpu_campaign.sh TARGET` on a restart put TARGET after `--prioritize RUN`, so Snakemake
+    read it as a second run to prioritize and trained every run of the preset."""
+    resume = "results/p/runs/s1/metrics.json"
+    _, run = campaign_repo(tmp_path, resumable=resume + "\\n")
+    proc, calls = run("results/p/runs/s2/metrics.json")
+    assert proc.returncode == 0, proc.stderr
+    argv = calls[-1]
+    assert argv[0] == "results/p/runs/s2/metrics.json" and argv[-2:] == ["--prioritize", resume]
+
+
+def test_the_campaign_script_stops_when_nothing_is_left_or_the_table_is_missing(tmp_path):
+    repo, run = campaign_repo(tmp_path, to_train="")
+    proc, calls = run(CAMPAIGN_PUBLISHED="missing.csv")
+    assert proc.returncode == 2 and "CAMPAIGN_PUBLISHED=missing.csv: no such file" in proc.stderr and not calls
+    (repo / "pub.csv").write_text("experiment\n")
+    proc, calls = run(CAMPAIGN_PUBLISHED="pub.csv")
+    assert proc.returncode == 0 and "nothing to train" in proc.stdout
+    assert not calls and not (repo / "results" / "p" / "campaign.pid").exists()  # no Snakemake started

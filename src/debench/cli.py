@@ -262,9 +262,16 @@ def _user_errors(cmd: str) -> tuple[type[Exception], ...]:
     return (ConfigError, DatasetError, UnknownModelError, ReportInputError)
 
 
+def _shown(path: Path) -> str:
+    """A path as a user reads it: relative to the working folder when inside it."""
+    rel = os.path.relpath(path)
+    return rel if not rel.startswith("..") else str(path)
+
+
 def cmd_status(a: argparse.Namespace) -> int:
     from debench.config import load_config
-    from debench.status import expected_runs, find_config, progress, resumable, run_protocol, running_line
+    from debench.status import (expected_runs, find_config, progress, published_runs, published_source, resumable,
+                                run_protocol, running_line, to_train)
 
     if not Path(a.results).is_dir():
         print(f"debench status: error: results folder {a.results} does not exist (--results names the folder "
@@ -273,13 +280,21 @@ def cmd_status(a: argparse.Namespace) -> int:
     path = find_config(a.config)
     preset, runs = expected_runs(path)
     results = Path(a.results) / preset
-    if a.resumable:
-        for metrics in resumable(results, runs):
+    try:
+        table = published_source(results, a.published)
+        published = published_runs(table) if table is not None else set()
+    except (OSError, ValueError) as exc:
+        print(f"debench status: error: {exc}", file=sys.stderr)
+        return 2
+    if a.resumable or a.to_train:
+        for metrics in (to_train(results, runs, published) if a.to_train
+                        else resumable(results, [r for r in runs if r not in published])):
             print(metrics)
         return 0
     config = load_config(path)
     protocols = {run: run_protocol(config, run) for run in runs}
-    prog = progress(results, runs, preset, stale_s=60 * a.stale_min, protocols=protocols)
+    prog = progress(results, runs, preset, stale_s=60 * a.stale_min, protocols=protocols, published=published,
+                    published_from=_shown(table) if table is not None else None)
     print(prog.line())
     for run in prog.running:
         line = running_line(results, run, protocols[run])
@@ -447,6 +462,12 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--resumable", action="store_true",
                     help="only list the metrics.json of unfinished runs that have a checkpoint, furthest first "
                          "(for snakemake --prioritize: resume those before starting new ones)")
+    st.add_argument("--to-train", action="store_true",
+                    help="only list the metrics.json of the runs still to train: not finished here and not in the "
+                         "published table, resumable ones first (the campaign script's Snakemake targets)")
+    st.add_argument("--published", default=None, metavar="RUNS_CSV",
+                    help="a run table (results/published/runs.csv) whose finished runs count as published, not "
+                         "left (default: the table results/<preset>/PUBLISHED names, if that file exists)")
     st.set_defaults(func=cmd_status)
 
     fs = sub.add_parser("fork-server", help="preload torch, MLflow and debench once and fork each `debench train` "

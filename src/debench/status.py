@@ -15,7 +15,10 @@ left a log but no record is
 * else (no ``/proc``, or a Snakemake that submits jobs to a cluster): *running* while its log is
   younger than ``stale_s``, *failed* after.
 
-A run is *left* when the config expects it and nothing of it exists yet. The time left is, for
+A run is *left* when the config expects it and nothing of it exists yet, and *published* instead
+when a published run table holds its finished record (a campaign that goes on elsewhere, or on a
+new machine after some seeds joined ``results/published/runs.csv``: those are not trained again;
+``results/<preset>/PUBLISHED`` names the table, :func:`published_runs`). The time left is, for
 each run not finished, its remaining steps at the pace of its model's epochs so far (the median
 epoch of a running or stopped run of the same dataset, model and batch size, :func:`pace`; a
 stopped run resumes from its checkpoint), else the mean wall time of the finished runs of the same
@@ -51,6 +54,8 @@ class Progress:
     left: list[tuple] = field(default_factory=list)
     invalid: list[tuple[tuple, str]] = field(default_factory=list)  # (run, why its record was refused)
     stopped: list[tuple] = field(default_factory=list)  # a log, no record, and no live process
+    published: list[tuple] = field(default_factory=list)  # no record here; a finished one in the published table
+    published_from: str | None = None  # that table, as the line names it
     why: dict[tuple, str] = field(default_factory=dict)  # a failed or stopped run: what its log or the host says
     eta_s: float | None = None
     durations: int = 0  # finished runs the estimate averaged
@@ -59,7 +64,7 @@ class Progress:
     def line(self) -> str:
         """The one-line summary ``debench status`` prints."""
         total = (len(self.done) + len(self.running) + len(self.failed) + len(self.left) + len(self.invalid)
-                 + len(self.stopped))
+                 + len(self.stopped) + len(self.published))
         if not (self.running or self.left or self.stopped):
             eta = "nothing left to run" + (" (rerun the failed runs to finish)" if self.failed or self.invalid else "")
         elif self.eta_s is None:
@@ -68,7 +73,9 @@ class Progress:
             basis = [f"{self.paced} runs at the pace of the epochs so far"] if self.paced else []
             basis += [f"mean of {self.durations} finished runs"] if self.durations else []
             eta = f"about {_hms(self.eta_s)} left ({'; '.join(basis)}, {max(len(self.running), 1)} at a time)"
-        return (f"{self.preset}: {len(self.done)}/{total} done, {len(self.running)} running, "
+        return (f"{self.preset}: {len(self.done)}/{total} done, "
+                + (f"{len(self.published)} published ({self.published_from}), " if self.published else "")
+                + f"{len(self.running)} running, "
                 + (f"{len(self.stopped)} stopped, " if self.stopped else "")
                 + f"{len(self.failed)} failed, {len(self.left)} left"
                 f"{f', {len(self.invalid)} invalid record(s)' if self.invalid else ''}; {eta}")
@@ -241,6 +248,53 @@ def resumable(results: Path, runs: list[tuple]) -> list[Path]:
     return [m for _, m in sorted(out)]
 
 
+def to_train(results: Path, runs: list[tuple], published: set[tuple]) -> list[Path]:
+    """The ``metrics.json`` paths of the runs still to train: not finished here and not in the
+    published table, those with a checkpoint first (furthest first), then the rest in config order.
+    The campaign script passes them to Snakemake as its targets when it skips published runs."""
+    keep = [run for run in runs if run not in published]
+    first = resumable(results, keep)
+    rest = [results / "runs" / run_rel(run) / "metrics.json" for run in keep]
+    return first + [m for m in rest if not m.exists() and m not in first]
+
+
+PUBLISHED_FILE = "PUBLISHED"  # in results/<preset>/: the published table whose finished runs are not retrained
+
+
+def published_source(results: Path, given: str | None = None) -> Path | None:
+    """The published run table a preset's campaign skips: ``given`` (``--published``), else the path
+    ``results/<preset>/PUBLISHED`` holds, relative to the workflow folder above ``results/``; None
+    when neither names one.
+
+    Raises:
+        FileNotFoundError: the table named does not exist (the message says who named it).
+    """
+    if given is None:
+        note = results / PUBLISHED_FILE
+        if not note.is_file() or not note.read_text().strip():
+            return None
+        path = Path(note.read_text().strip())
+        path = path if path.is_absolute() else results.resolve().parent.parent / path
+        if not path.is_file():
+            raise FileNotFoundError(f"{note} names {path}, which does not exist: restore it, or delete {note} "
+                                    "to train every run of the preset here")
+        return path
+    if not Path(given).is_file():
+        raise FileNotFoundError(f"--published {given}: no such file")
+    return Path(given)
+
+
+def published_runs(table: Path) -> set[tuple]:
+    """The ``(experiment, dataset, model, seed)`` of each finished (``status`` ok) run in a run table
+    (``results/published/runs.csv``, written by ``debench merge-runs``)."""
+    with Path(table).open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    need = {"experiment", "dataset", "model", "seed", "status"}
+    if rows and not need <= rows[0].keys():
+        raise ValueError(f"{table}: not a run table: no column(s) {sorted(need - rows[0].keys())}")
+    return {(r["experiment"], r["dataset"], r["model"], int(float(r["seed"]))) for r in rows if r["status"] == "ok"}
+
+
 def _checkpoints(results: Path, rel: Path) -> list[Path]:
     """A run's checkpoints, oldest first, in its newest config-hash folder only (another folder
     belongs to a superseded configuration); one removed while listed is left out."""
@@ -280,7 +334,8 @@ def _duration(results: Path, run: tuple, record: dict) -> float | None:
 
 def progress(results: Path, runs: list[tuple], preset: str, stale_s: float = 1800.0,
              now: float | None = None, live: Live | None | bool = True,
-             protocols: dict[tuple, dict] | None = None) -> Progress:
+             protocols: dict[tuple, dict] | None = None, published: set[tuple] | None = None,
+             published_from: str | None = None) -> Progress:
     """Classify every expected run of ``results`` (``results/<preset>``) and estimate the time left.
 
     Args:
@@ -295,6 +350,9 @@ def progress(results: Path, runs: list[tuple], preset: str, stale_s: float = 180
         protocols: each run's protocol (:func:`run_protocol`); with them, an unfinished run's time
             left comes from the pace of its model's epochs so far (:func:`pace`), which a campaign
             of long, resumed runs needs: its first run finishes hours after the others start.
+        published: the runs a published table holds finished (:func:`published_runs`); one of
+            them with nothing here counts as published, not left.
+        published_from: that table's path, for the summary line.
 
     Returns:
         A :class:`Progress`.
@@ -302,7 +360,7 @@ def progress(results: Path, runs: list[tuple], preset: str, stale_s: float = 180
     now = time.time() if now is None else now
     if live is True:
         live = live_jobs(Path(results).resolve().parent.parent)
-    out, spent = Progress(preset), {}
+    out, spent = Progress(preset, published_from=published_from), {}
     for run in runs:
         rel = run_rel(run)
         metrics = results / "runs" / rel / "metrics.json"
@@ -324,6 +382,8 @@ def progress(results: Path, runs: list[tuple], preset: str, stale_s: float = 180
             else:
                 out.failed.append(run)
                 out.why[run] = f"record status {record['status']}"
+        elif run in (published or ()) and not log.exists():
+            out.published.append(run)  # a job of it here (running, stopped) still shows as such
         elif log.exists():
             _classify_job(out, results, run, log, os.path.realpath(metrics), live, now - _mtime(log) < stale_s)
         else:
