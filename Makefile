@@ -59,7 +59,8 @@ publish-runs: $(VENV)/.installed
 # nice'd, at a pinned commit, resuming from the last checkpoint (docs/measurements/cpu_campaign.md)
 # CAMPAIGN=cpu_campaign_lm: LM-ResNet-20 at the same protocol, once the ResNet-20 seeds are done
 # (with CAMPAIGN_COMMIT=fedbc8c, the commit the ResNet-20 seeds ran, so both arms run the same code).
-# CAMPAIGN_PUBLISHED=results/published/runs.csv: train only the seeds that table lacks (a new machine).
+# On a new machine it pins the commit of the preset's seeds in results/published/runs.csv and trains
+# only the seeds that table lacks (CAMPAIGN_PUBLISHED=<runs.csv> names another table).
 CAMPAIGN ?= cpu_campaign
 cpu-campaign: $(VENV)/.installed
 	mkdir -p results/$(CAMPAIGN)

@@ -20,7 +20,9 @@
 # CAMPAIGN_PUBLISHED=results/published/runs.csv trains only the runs that table does not hold
 # finished (a new machine, after some seeds were merged there: they are not trained again); the
 # choice is kept in results/<preset>/PUBLISHED, so later restarts make it too, and `debench status`
-# counts those runs as published. Without it every run of the preset is trained here.
+# counts those runs as published. A start with no results/<preset>/COMMIT (a new machine) makes that
+# choice by itself when results/published/runs.csv holds finished runs of the preset, and pins the
+# commit they were trained at: a plain `make cpu-campaign` resumes on any machine.
 #
 # Further arguments go to Snakemake (options, or target files).
 set -euo pipefail
@@ -34,7 +36,22 @@ if [ -n "${CAMPAIGN_COMMIT:-}" ]; then
 elif [ -s "$out/COMMIT" ]; then
     commit=$(cat "$out/COMMIT")
 else
-    commit=$(git rev-parse HEAD)
+    # No pinned commit here: a first start, or a new machine that lost results/<preset>/. When the
+    # published table already holds finished runs of this preset, pin the commit they ran at and
+    # train only the runs it lacks, so a plain restart never retrains a published seed or runs the
+    # rest at other code (fails, and says why, when those runs name no single commit).
+    table=${CAMPAIGN_PUBLISHED:-results/published/runs.csv}
+    commit=
+    if [ -f "$table" ]; then
+        commit=$("$root/.venv/bin/debench" status "$preset" --published "$table" --published-commit)
+    fi
+    if [ -n "$commit" ]; then
+        CAMPAIGN_PUBLISHED=$table
+        echo "no $out/COMMIT: $table holds finished runs of $preset trained at ${commit:0:12}; pinning that" \
+            "commit and training only the runs it lacks"
+    else
+        commit=$(git rev-parse HEAD)
+    fi
 fi
 tree=$root/.campaign/$commit
 if [ ! -d "$tree/src" ]; then

@@ -432,6 +432,32 @@ def test_runs_in_the_published_table_count_as_published_and_are_not_trained_agai
     assert f"{p / 'PUBLISHED'} names {table.resolve()}, which does not exist" in capsys.readouterr().err
 
 
+def test_published_commit_names_the_code_the_published_runs_of_the_preset_ran(survey, capsys):
+    """What a campaign restarted on a new machine pins: the commit its published seeds ran at, or an
+    error when no one commit holds their code."""
+    cfg, results = survey
+    table = results.parent / "runs.csv"
+
+    def rows(*rs):  # (experiment, model, seed, status, commit, dirty)
+        table.write_text("experiment,dataset,model,seed,status,provenance.git_commit,provenance.git_dirty\n"
+                         + "".join(f"{e},cifar10,{m},{s},{st},{c},{d}\n" for e, m, s, st, c, d in rs))
+
+    ask = lambda: main(["status", str(cfg), "--results", str(results), "--published", str(table),  # noqa: E731
+                        "--published-commit"])
+    rows(("disc", "resnet20", 0, "ok", "aaa1", False), ("disc", "resnet20", 1, "ok", "aaa1", False),
+         ("disc", "resnet20", 2, "diverged", "bbb2", False), ("other", "resnet20", 3, "ok", "ccc3", False))
+    assert ask() == 0 and capsys.readouterr().out == "aaa1\n"  # failed rows and other presets' runs do not count
+    rows(("other", "resnet20", 0, "ok", "ccc3", False))
+    assert ask() == 0 and capsys.readouterr().out == ""  # none of this preset: nothing to pin
+    rows(("disc", "resnet20", 0, "ok", "aaa1", False), ("disc", "resnet32", 1, "ok", "bbb2", False))
+    assert ask() == 2 and "do not name one commit (resnet20 seed 0 at aaa1, resnet32 seed 1 at bbb2)" in \
+        capsys.readouterr().err
+    rows(("disc", "resnet20", 0, "ok", "aaa1", True))
+    assert ask() == 2 and "resnet20 seed 0 ran on a tree with uncommitted changes" in capsys.readouterr().err
+    assert main(["status", str(cfg), "--results", str(results), "--published-commit"]) == 2
+    assert "--published-commit needs a published table" in capsys.readouterr().err
+
+
 def campaign_repo(tmp_path, resumable="", to_train=""):
     """A git repository holding the campaign script, a preset, a stand-in debench that answers
     `status --resumable` and `--to-train` with the lines given, and a stand-in snakemake that
@@ -503,3 +529,24 @@ def test_the_campaign_script_stops_when_nothing_is_left_or_the_table_is_missing(
     proc, calls = run(CAMPAIGN_PUBLISHED="pub.csv")
     assert proc.returncode == 0 and "nothing to train" in proc.stdout
     assert not calls and not (repo / "results" / "p" / "campaign.pid").exists()  # no Snakemake started
+
+
+def test_a_start_on_a_new_machine_pins_the_published_runs_commit_and_skips_them(tmp_path):
+    """On a new machine (no results/<preset>/COMMIT) a plain `make cpu-campaign` pinned the current
+    commit and trained every seed again, the published ones included, at other code than theirs."""
+    todo = "results/p/runs/s2/metrics.json"
+    repo, run = campaign_repo(tmp_path, to_train=todo + "\\n")
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    published = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    (repo / "src" / "x.py").write_text("later = True\n")
+    subprocess.run([*git, "commit", "-qam", "later"], check=True)
+    stand_in = repo / ".venv" / "bin" / "debench"  # answers --published-commit with the published runs' commit
+    stand_in.write_text(stand_in.read_text().replace("esac", f"  *--published-commit*) echo {published} ;;\nesac"))
+    (repo / "results" / "published").mkdir(parents=True)
+    (repo / "results" / "published" / "runs.csv").write_text("experiment\n")
+    proc, calls = run()
+    assert proc.returncode == 0, proc.stderr
+    assert (repo / "results" / "p" / "COMMIT").read_text().strip() == published
+    assert (repo / "results" / "p" / "PUBLISHED").read_text() == "results/published/runs.csv\n"
+    assert f"trained at {published[:12]}; pinning that commit" in proc.stdout
+    assert calls[-1][-2:] == ["--", todo] and str(repo / ".campaign" / published / "Snakefile") in calls[-1]

@@ -270,8 +270,8 @@ def _shown(path: Path) -> str:
 
 def cmd_status(a: argparse.Namespace) -> int:
     from debench.config import load_config
-    from debench.status import (expected_runs, find_config, progress, published_runs, published_source, resumable,
-                                run_protocol, running_line, to_train)
+    from debench.status import (expected_runs, find_config, progress, published_commit, published_runs,
+                                published_source, resumable, run_protocol, running_line, to_train)
 
     if not Path(a.results).is_dir():
         print(f"debench status: error: results folder {a.results} does not exist (--results names the folder "
@@ -286,6 +286,19 @@ def cmd_status(a: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"debench status: error: {exc}", file=sys.stderr)
         return 2
+    if a.published_commit:
+        if table is None:
+            print("debench status: error: --published-commit needs a published table (--published RUNS_CSV, or "
+                  f"{results / 'PUBLISHED'})", file=sys.stderr)
+            return 2
+        try:
+            commit = published_commit(table, runs)
+        except (KeyError, ValueError) as exc:
+            print(f"debench status: error: {exc}", file=sys.stderr)
+            return 2
+        if commit:
+            print(commit)
+        return 0
     if a.resumable or a.to_train:
         for metrics in (to_train(results, runs, published) if a.to_train
                         else resumable(results, [r for r in runs if r not in published])):
@@ -468,6 +481,10 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--published", default=None, metavar="RUNS_CSV",
                     help="a run table (results/published/runs.csv) whose finished runs count as published, not "
                          "left (default: the table results/<preset>/PUBLISHED names, if that file exists)")
+    st.add_argument("--published-commit", action="store_true",
+                    help="only print the commit the published table's finished runs of this preset ran at (nothing "
+                         "when it holds none; an error when they ran at several): the campaign script pins it on a "
+                         "new machine")
     st.set_defaults(func=cmd_status)
 
     fs = sub.add_parser("fork-server", help="preload torch, MLflow and debench once and fork each `debench train` "

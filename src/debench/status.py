@@ -295,6 +295,36 @@ def published_runs(table: Path) -> set[tuple]:
     return {(r["experiment"], r["dataset"], r["model"], int(float(r["seed"]))) for r in rows if r["status"] == "ok"}
 
 
+def published_commit(table: Path, runs: list[tuple]) -> str | None:
+    """The commit at which ``table``'s finished runs among ``runs`` were trained (their
+    ``provenance.git_commit``): a campaign restarted on a new machine pins it, so its remaining seeds
+    run the code its published ones ran. None when the table holds none of ``runs`` finished.
+
+    Raises:
+        ValueError: those runs ran at several commits or on a tree with uncommitted changes (no one
+            commit holds their code), or the table has no ``provenance.git_commit`` column.
+    """
+    with Path(table).open(newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("status") == "ok"]
+    wanted = set(runs)
+    rows = [r for r in rows if (r["experiment"], r["dataset"], r["model"], int(float(r["seed"]))) in wanted]
+    if not rows:
+        return None
+    if "provenance.git_commit" not in rows[0]:
+        raise ValueError(f"{table}: no column provenance.git_commit: cannot tell which code its runs ran")
+    name = lambda r: f"{r['model']} seed {r['seed']}"  # noqa: E731
+    dirty = [name(r) for r in rows if r.get("provenance.git_dirty", "").strip().lower() in ("true", "1")]
+    if dirty:
+        raise ValueError(f"{table}: {', '.join(dirty)} ran on a tree with uncommitted changes: no commit holds "
+                         "that code; name the commit to run (CAMPAIGN_COMMIT=...)")
+    commits = {r["provenance.git_commit"].strip() for r in rows}
+    if len(commits) > 1 or not next(iter(commits)):
+        listed = ", ".join(f"{name(r)} at {r['provenance.git_commit'] or '(none)'}" for r in rows)
+        raise ValueError(f"{table}: the published runs do not name one commit ({listed}); name the commit to "
+                         "run (CAMPAIGN_COMMIT=...)")
+    return commits.pop()
+
+
 def _checkpoints(results: Path, rel: Path) -> list[Path]:
     """A run's checkpoints, oldest first, in its newest config-hash folder only (another folder
     belongs to a superseded configuration); one removed while listed is left out."""
