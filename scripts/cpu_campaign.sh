@@ -64,8 +64,10 @@ snakemake=${SNAKEMAKE:-$root/.venv/bin/snakemake}
 # session, a reboot) leaves Snakemake's directory lock behind; when the pid file's process is gone
 # that lock is stale and is released here, so a plain restart resumes instead of failing.
 pidfile=$out/campaign.pid
-alive() {  # a live process, not a zombie waiting for its parent to reap it
-    kill -0 "$1" 2>/dev/null && [ "$(ps -o stat= -p "$1" 2>/dev/null | cut -c1)" != Z ]
+alive() {  # a live campaign: not a zombie waiting for its parent to reap it, nor another program that
+    # got the pid after a reboot; the pid is this script's until it execs Snakemake
+    kill -0 "$1" 2>/dev/null && [ "$(ps -o stat= -p "$1" 2>/dev/null | cut -c1)" != Z ] \
+        && ps -o args= -p "$1" 2>/dev/null | grep -q -e snakemake -e cpu_campaign
 }
 if [ -s "$pidfile" ] && alive "$(cat "$pidfile")"; then
     echo "$preset already running (pid $(cat "$pidfile")); follow it with: .venv/bin/debench status $preset" >&2

@@ -393,7 +393,7 @@ def test_the_campaign_script_takes_a_zombie_pid_for_a_dead_campaign(tmp_path):
     zombie = subprocess.Popen([sys.executable, "-c", "pass"])
     while Path(f"/proc/{zombie.pid}/stat").read_text().split(") ")[1][0] != "Z":  # exited, not yet reaped
         time.sleep(0.01)
-    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "snakemake", "-s", "Snakefile"])
     try:
         def alive(pid):
             return subprocess.run(["bash", "-c", func + f'alive {pid}']).returncode == 0
@@ -403,6 +403,32 @@ def test_the_campaign_script_takes_a_zombie_pid_for_a_dead_campaign(tmp_path):
         live.kill()
         live.wait()
         zombie.wait()
+
+
+@PROC
+def test_the_campaign_script_takes_a_pid_reused_by_another_program_for_a_dead_campaign(tmp_path):
+    """After a reboot of the same machine the pid in results/<preset>/campaign.pid can belong to an
+    unrelated live program; the script took it for the campaign, said "already running" and did not
+    resume."""
+    repo, run = campaign_repo(tmp_path)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (repo / "results" / "p").mkdir(parents=True)
+        (repo / "results" / "p" / "campaign.pid").write_text(f"{other.pid}\n")
+        proc, calls = run()
+        assert proc.returncode == 0 and "already running" not in proc.stderr and calls
+        # a live campaign's pid is still refused: here the Snakemake it became (exec)
+        campaign = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "snakemake", "--cores", "2"])
+        try:
+            (repo / "results" / "p" / "campaign.pid").write_text(f"{campaign.pid}\n")
+            proc, _ = run()
+            assert proc.returncode == 1 and f"p already running (pid {campaign.pid})" in proc.stderr
+        finally:
+            campaign.kill()
+            campaign.wait()
+    finally:
+        other.kill()
+        other.wait()
 
 
 def runs_csv(path, rows):
