@@ -63,6 +63,4 @@ publish-runs: $(VENV)/.installed
 # only the seeds that table lacks (CAMPAIGN_PUBLISHED=<runs.csv> names another table).
 CAMPAIGN ?= cpu_campaign
 cpu-campaign: $(VENV)/.installed
-	mkdir -p results/$(CAMPAIGN)
-	CAMPAIGN_PRESET=$(CAMPAIGN) nohup scripts/cpu_campaign.sh >> results/$(CAMPAIGN)/campaign.log 2>&1 &
-	@echo "started; follow it with: .venv/bin/debench status $(CAMPAIGN) (log: results/$(CAMPAIGN)/campaign.log)"
+	CAMPAIGN_PRESET=$(CAMPAIGN) CAMPAIGN_BACKGROUND=1 scripts/cpu_campaign.sh

@@ -514,7 +514,8 @@ def campaign_repo(tmp_path, resumable="", to_train=""):
     def run(*args, **env):
         proc = subprocess.run(["bash", str(repo / "scripts" / "cpu_campaign.sh"), *args], capture_output=True,
                               text=True, env={**os.environ, "CAMPAIGN_PRESET": "p", "NICE": "0",
-                                              "SNAKEMAKE": str(repo / "snakemake"), **env})
+                                              "SNAKEMAKE": str(repo / "snakemake"),
+                                              "XDG_STATE_HOME": str(tmp_path / "state"), **env})
         calls = (repo / "calls").read_text().split("\n=\n") if (repo / "calls").exists() else []
         return proc, [c.split("\n") for c in calls if c.strip()]
 
@@ -576,3 +577,97 @@ def test_a_start_on_a_new_machine_pins_the_published_runs_commit_and_skips_them(
     assert (repo / "results" / "p" / "PUBLISHED").read_text() == "results/published/runs.csv\n"
     assert f"trained at {published[:12]}; pinning that commit" in proc.stdout
     assert calls[-1][-2:] == ["--", todo] and str(repo / ".campaign" / published / "Snakefile") in calls[-1]
+
+
+def test_the_campaign_keeps_its_state_outside_the_checkout_and_a_new_checkout_resumes_it(tmp_path):
+    """A session that got its machine back but a new checkout found no results/<preset>/ (seen: the
+    eleventh session; seed 2's 127 epochs of checkpoints were gone with the old working folder), so
+    the campaign restarted its seed from iteration 0 and pinned another commit."""
+    repo, run = campaign_repo(tmp_path)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    pinned = subprocess.run([*git, "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    proc, _ = run()
+    assert proc.returncode == 0, proc.stderr
+    state = tmp_path / "state" / f"debench{repo}" / "results" / "p"
+    out = repo / "results" / "p"
+    assert out.is_symlink() and out.resolve() == state.resolve() and (state / "COMMIT").read_text().strip() == pinned
+    assert f"p keeps its state in {state} (results/p links there)" in proc.stdout
+    (out / "checkpoints").mkdir()
+    (out / "checkpoints" / "ckpt-epoch00127.pt").write_bytes(b"127 epochs")
+    # the working folder is recreated from the remote at a later commit; ignored files do not travel
+    (repo / "src" / "x.py").write_text("later = True\n")
+    subprocess.run([*git, "-C", str(repo), "commit", "-qam", "later"], check=True)
+    old = tmp_path / "old"
+    repo.rename(old)
+    subprocess.run([*git, "clone", "-q", str(old), str(repo)], check=True)
+    (repo / ".venv").mkdir()
+    (old / ".venv" / "bin").rename(repo / ".venv" / "bin")
+    (old / "snakemake").rename(repo / "snakemake")
+    proc, calls = run()
+    assert proc.returncode == 0, proc.stderr
+    assert out.is_symlink() and (out / "checkpoints" / "ckpt-epoch00127.pt").read_bytes() == b"127 epochs"
+    assert (out / "COMMIT").read_text().strip() == pinned  # the seeds go on at the code they started with
+    assert str(repo / ".campaign" / pinned / "Snakefile") in calls[-1]
+
+
+def test_a_campaign_folder_in_the_checkout_moves_out_once_and_nothing_is_overwritten(tmp_path):
+    repo, run = campaign_repo(tmp_path)
+    out, state = repo / "results" / "p", tmp_path / "elsewhere" / "p"
+    (out / "checkpoints").mkdir(parents=True)  # a campaign started by the script before it kept state outside
+    (out / "checkpoints" / "ckpt-epoch00009.pt").write_bytes(b"9")
+    proc, _ = run(CAMPAIGN_STATE=str(state))
+    assert proc.returncode == 0, proc.stderr
+    assert f"moved results/p to {state}" in proc.stdout
+    assert out.is_symlink() and (state / "checkpoints" / "ckpt-epoch00009.pt").read_bytes() == b"9"
+    # a folder in the checkout again while the state folder holds a campaign: refused, nothing moved
+    out.unlink()
+    (out / "checkpoints").mkdir(parents=True)
+    (out / "checkpoints" / "ckpt-epoch00001.pt").write_bytes(b"1")
+    proc, calls = run(CAMPAIGN_STATE=str(state))
+    assert proc.returncode == 2 and f"both results/p and {state} hold p's state" in proc.stderr
+    assert (out / "checkpoints" / "ckpt-epoch00001.pt").read_bytes() == b"1"
+    assert (state / "checkpoints" / "ckpt-epoch00009.pt").read_bytes() == b"9"
+    # CAMPAIGN_STATE=none keeps the folder in the checkout
+    proc, _ = run(CAMPAIGN_STATE="none")
+    assert proc.returncode == 0 and not out.is_symlink() and (out / "COMMIT").is_file()
+    proc, _ = run(CAMPAIGN_STATE="relative/p")
+    assert proc.returncode == 2 and "CAMPAIGN_STATE=relative/p: give an absolute path" in proc.stderr
+
+
+def test_the_campaign_in_the_background_checks_in_the_foreground_and_logs_to_its_state(tmp_path):
+    """`make cpu-campaign` opened results/<preset>/campaign.log itself, so an error of the script was
+    only in the log, and the folder existed in the checkout before the script could link it."""
+    repo, run = campaign_repo(tmp_path, to_train="results/p/runs/s2/metrics.json\\n")
+    proc, calls = run(CAMPAIGN_BACKGROUND="1", CAMPAIGN_PUBLISHED="missing.csv")
+    assert proc.returncode == 2 and "CAMPAIGN_PUBLISHED=missing.csv: no such file" in proc.stderr  # on the terminal
+    (repo / "pub.csv").write_text("experiment\n")
+    proc, calls = run(CAMPAIGN_BACKGROUND="1", CAMPAIGN_PUBLISHED="pub.csv")
+    assert proc.returncode == 0, proc.stderr
+    pid = int(proc.stdout.split("started (pid ")[1].split(")")[0])
+    assert (repo / "results" / "p" / "campaign.pid").read_text().strip() == str(pid)
+    deadline = time.monotonic() + 30
+    while len(calls) < 2 and time.monotonic() < deadline:  # --unlock, then the detached Snakemake's call
+        time.sleep(0.05)
+        calls = [c.split("\n") for c in (repo / "calls").read_text().split("\n=\n") if c.strip()]
+    assert len(calls) == 2 and calls[-1][-2:] == ["--", "results/p/runs/s2/metrics.json"]
+    log = (repo / "results" / "p" / "campaign.log").read_text()
+    assert "training the 1 run(s) not finished in pub.csv" in log and (repo / "results" / "p").is_symlink()
+
+
+def test_status_reads_a_results_folder_that_links_to_the_campaign_state(survey, capsys, spawn):
+    """results/<preset> linking outside the checkout (the campaign script's state): status resolved
+    the link before taking the workflow folder, so PUBLISHED's relative table was looked for beside
+    the state folder ("... which does not exist") and the Snakemake working in the checkout was
+    not seen."""
+    cfg, results = survey
+    state = results.parent / "home" / ".local" / "state" / "debench" / "p"
+    state.parent.mkdir(parents=True)
+    (results / "p").rename(state)
+    (results / "p").symlink_to(state)
+    runs_csv(results.parent / "runs.csv", [("resnet20", 3, "ok")])
+    (state / "PUBLISHED").write_text("runs.csv\n")  # relative to the workflow folder above results/
+    spawn.train(Path("results/p/runs/disc/cifar10/resnet20/seed2/metrics.json"), cwd=results.parent)
+    assert main(["status", str(cfg), "--results", str(results)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("p: 3/8 done, 1 published (") and " 1 running," in out[0]

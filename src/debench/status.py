@@ -261,6 +261,12 @@ def to_train(results: Path, runs: list[tuple], published: set[tuple]) -> list[Pa
 PUBLISHED_FILE = "PUBLISHED"  # in results/<preset>/: the published table whose finished runs are not retrained
 
 
+def _workflow_dir(results: Path) -> Path:
+    """The workflow folder above ``results/<preset>``, found without following links: a campaign's
+    ``results/<preset>`` may link to its state kept outside the checkout (``scripts/cpu_campaign.sh``)."""
+    return Path(os.path.abspath(results)).parent.parent
+
+
 def published_source(results: Path, given: str | None = None) -> Path | None:
     """The published run table a preset's campaign skips: ``given`` (``--published``), else the path
     ``results/<preset>/PUBLISHED`` holds, relative to the workflow folder above ``results/``; None
@@ -274,7 +280,7 @@ def published_source(results: Path, given: str | None = None) -> Path | None:
         if not note.is_file() or not note.read_text().strip():
             return None
         path = Path(note.read_text().strip())
-        path = path if path.is_absolute() else results.resolve().parent.parent / path
+        path = path if path.is_absolute() else _workflow_dir(results) / path
         if not path.is_file():
             raise FileNotFoundError(f"{note} names {path}, which does not exist: restore it, or delete {note} "
                                     "to train every run of the preset here")
@@ -389,7 +395,7 @@ def progress(results: Path, runs: list[tuple], preset: str, stale_s: float = 180
     """
     now = time.time() if now is None else now
     if live is True:
-        live = live_jobs(Path(results).resolve().parent.parent)
+        live = live_jobs(_workflow_dir(results))
     out, spent = Progress(preset, published_from=published_from), {}
     for run in runs:
         rel = run_rel(run)
@@ -490,7 +496,7 @@ def _classify_job(out: Progress, results: Path, run: tuple, log: Path, metrics: 
         out.why[run] = ("no live process; " + (f"resumes from checkpoint epoch {epoch}" if epoch is not None
                                                else "no checkpoint: restarts from epoch 1")
                         + ("" if live.snakemakes else
-                           f"; no Snakemake works in {Path(results).resolve().parent.parent}: rerun it "
+                           f"; no Snakemake works in {_workflow_dir(results)}: rerun it "
                            "(--rerun-incomplete) to resume"))
         return
     if fresh:
