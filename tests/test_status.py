@@ -14,7 +14,7 @@ import yaml
 
 from debench.cli import main
 from debench.errors import ConfigError
-from debench.status import Live, find_config, live_jobs, progress
+from debench.status import Live, campaign_state, find_config, live_jobs, progress
 from tests.report_records import record as full_record
 
 CONFIG = {
@@ -593,6 +593,9 @@ def test_the_campaign_keeps_its_state_outside_the_checkout_and_a_new_checkout_re
     out = repo / "results" / "p"
     assert out.is_symlink() and out.resolve() == state.resolve() and (state / "COMMIT").read_text().strip() == pinned
     assert f"p keeps its state in {state} (results/p links there)" in proc.stdout
+    # debench status knows the script's rule (its note on a checkout that lost the link)
+    assert campaign_state(out, {"XDG_STATE_HOME": str(tmp_path / "state")}) == Path(os.readlink(out))
+    assert campaign_state(out, {"HOME": "/h"}) == Path(f"/h/.local/state/debench{repo}/results/p")
     (out / "checkpoints").mkdir()
     (out / "checkpoints" / "ckpt-epoch00127.pt").write_bytes(b"127 epochs")
     # the working folder is recreated from the remote at a later commit; ignored files do not travel
@@ -671,3 +674,15 @@ def test_status_reads_a_results_folder_that_links_to_the_campaign_state(survey, 
     assert main(["status", str(cfg), "--results", str(results)]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("p: 3/8 done, 1 published (") and " 1 running," in out[0]
+
+
+def test_status_points_a_recreated_checkout_to_the_campaign_state_it_lost(survey, capsys, monkeypatch):
+    cfg, results = survey
+    monkeypatch.setenv("XDG_STATE_HOME", str(results.parent / "state"))
+    state = campaign_state(results / "p")
+    state.parent.mkdir(parents=True)
+    (results / "p").rename(state)  # the checkout lost its link; the state folder is still there
+    assert main(["status", str(cfg), "--results", str(results)]) == 0
+    err = capsys.readouterr().err
+    assert f"results/p does not exist here, but {state} holds this preset's campaign state" in err
+    assert "`make cpu-campaign CAMPAIGN=p` links it back" in err

@@ -270,8 +270,8 @@ def _shown(path: Path) -> str:
 
 def cmd_status(a: argparse.Namespace) -> int:
     from debench.config import load_config
-    from debench.status import (expected_runs, find_config, progress, published_commit, published_runs,
-                                published_source, resumable, run_protocol, running_line, to_train)
+    from debench.status import (campaign_state, expected_runs, find_config, progress, published_commit,
+                                published_runs, published_source, resumable, run_protocol, running_line, to_train)
 
     if not Path(a.results).is_dir():
         print(f"debench status: error: results folder {a.results} does not exist (--results names the folder "
@@ -280,6 +280,11 @@ def cmd_status(a: argparse.Namespace) -> int:
     path = find_config(a.config)
     preset, runs = expected_runs(path)
     results = Path(a.results) / preset
+    state = campaign_state(results)
+    if not results.exists() and state is not None and state.is_dir():
+        print(f"debench status: note: {results} does not exist here, but {state} holds this preset's campaign "
+              f"state (a recreated checkout?): `make cpu-campaign CAMPAIGN={preset}` links it back and resumes",
+              file=sys.stderr)
     try:
         table = published_source(results, a.published)
         published = published_runs(table) if table is not None else set()

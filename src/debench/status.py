@@ -267,6 +267,18 @@ def _workflow_dir(results: Path) -> Path:
     return Path(os.path.abspath(results)).parent.parent
 
 
+def campaign_state(results: Path, environ: dict | None = None) -> Path | None:
+    """Where ``scripts/cpu_campaign.sh`` keeps ``results/<preset>`` by default, outside the checkout:
+    ``${XDG_STATE_HOME:-~/.local/state}/debench<workflow folder>/results/<preset>`` (the script's
+    rule; a test holds the two equal). None without a home folder."""
+    env = os.environ if environ is None else environ
+    home = env.get("XDG_STATE_HOME") or (f"{env['HOME']}/.local/state" if env.get("HOME") else "")
+    if not home:
+        return None
+    results = Path(os.path.abspath(results))
+    return Path(f"{home}/debench{results.parent.parent}") / "results" / results.name
+
+
 def published_source(results: Path, given: str | None = None) -> Path | None:
     """The published run table a preset's campaign skips: ``given`` (``--published``), else the path
     ``results/<preset>/PUBLISHED`` holds, relative to the workflow folder above ``results/``; None
