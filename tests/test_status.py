@@ -53,7 +53,14 @@ def spawn():
     procs = []
 
     def start(*argv, cwd=None):
-        procs.append(subprocess.Popen([sys.executable, *argv], cwd=cwd))  # returns once exec has happened
+        procs.append(subprocess.Popen([sys.executable, *argv], cwd=cwd))
+        # Popen returns once exec has begun, but the kernel sets the new command line a little later
+        # (an empty /proc/<pid>/cmdline meanwhile, which live_jobs skips): under load a stand-in was
+        # missed ("len(live.snakemakes) == 0", seen twice in CI). Wait until it reads as itself.
+        cmdline, deadline = Path(f"/proc/{procs[-1].pid}/cmdline"), time.monotonic() + 30
+        own = "\0".join([sys.executable, *map(str, argv)]).encode()
+        while cmdline.exists() and not cmdline.read_bytes().startswith(own) and time.monotonic() < deadline:
+            time.sleep(0.01)
         return procs[-1]
 
     def train(metrics, cwd=None):
