@@ -46,6 +46,19 @@ def job_log(results, model, seed, age_s, text="[m/cifar10/seed0] epoch 1/164 ste
 PROC = pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="reads live processes from /proc")
 
 
+def started(argv, cwd=None):
+    """``subprocess.Popen(argv)``, returned once the process reads as ``argv`` in /proc. Popen returns
+    when exec has begun, but the kernel sets the new command line a little later (an empty, or the
+    parent's, /proc/<pid>/cmdline meanwhile, which live_jobs skips and `ps -o args=` shows): under
+    load a stand-in was missed ("len(live.snakemakes) == 0", seen twice in CI)."""
+    proc = subprocess.Popen(argv, cwd=cwd)
+    cmdline, deadline = Path(f"/proc/{proc.pid}/cmdline"), time.monotonic() + 30
+    own = "\0".join(map(str, argv)).encode()
+    while cmdline.exists() and not cmdline.read_bytes().startswith(own) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return proc
+
+
 @pytest.fixture
 def spawn():
     """Start stand-in processes (a sleeping Python whose command line reads as `debench train --spec ...`
@@ -53,14 +66,7 @@ def spawn():
     procs = []
 
     def start(*argv, cwd=None):
-        procs.append(subprocess.Popen([sys.executable, *argv], cwd=cwd))
-        # Popen returns once exec has begun, but the kernel sets the new command line a little later
-        # (an empty /proc/<pid>/cmdline meanwhile, which live_jobs skips): under load a stand-in was
-        # missed ("len(live.snakemakes) == 0", seen twice in CI). Wait until it reads as itself.
-        cmdline, deadline = Path(f"/proc/{procs[-1].pid}/cmdline"), time.monotonic() + 30
-        own = "\0".join([sys.executable, *map(str, argv)]).encode()
-        while cmdline.exists() and not cmdline.read_bytes().startswith(own) and time.monotonic() < deadline:
-            time.sleep(0.01)
+        procs.append(started([sys.executable, *argv], cwd=cwd))
         return procs[-1]
 
     def train(metrics, cwd=None):
@@ -400,7 +406,7 @@ def test_the_campaign_script_takes_a_zombie_pid_for_a_dead_campaign(tmp_path):
     zombie = subprocess.Popen([sys.executable, "-c", "pass"])
     while Path(f"/proc/{zombie.pid}/stat").read_text().split(") ")[1][0] != "Z":  # exited, not yet reaped
         time.sleep(0.01)
-    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "snakemake", "-s", "Snakefile"])
+    live = started([sys.executable, "-c", "import time; time.sleep(60)", "snakemake", "-s", "Snakefile"])
     try:
         def alive(pid):
             return subprocess.run(["bash", "-c", func + f'alive {pid}']).returncode == 0
@@ -418,14 +424,14 @@ def test_the_campaign_script_takes_a_pid_reused_by_another_program_for_a_dead_ca
     unrelated live program; the script took it for the campaign, said "already running" and did not
     resume."""
     repo, run = campaign_repo(tmp_path)
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    other = started([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         (repo / "results" / "p").mkdir(parents=True)
         (repo / "results" / "p" / "campaign.pid").write_text(f"{other.pid}\n")
         proc, calls = run()
         assert proc.returncode == 0 and "already running" not in proc.stderr and calls
         # a live campaign's pid is still refused: here the Snakemake it became (exec)
-        campaign = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "snakemake", "--cores", "2"])
+        campaign = started([sys.executable, "-c", "import time; time.sleep(60)", "snakemake", "--cores", "2"])
         try:
             (repo / "results" / "p" / "campaign.pid").write_text(f"{campaign.pid}\n")
             proc, _ = run()
