@@ -699,3 +699,13 @@ def test_status_points_a_recreated_checkout_to_the_campaign_state_it_lost(survey
     err = capsys.readouterr().err
     assert f"results/p does not exist here, but {state} holds this preset's campaign state" in err
     assert "`make cpu-campaign CAMPAIGN=p` links it back" in err
+
+
+def test_a_link_left_by_a_restored_checkout_on_a_new_machine_gets_a_fresh_state_folder(tmp_path):
+    repo, run = campaign_repo(tmp_path)
+    state = tmp_path / "state" / f"debench{repo}" / "results" / "p"
+    (repo / "results").mkdir()
+    (repo / "results" / "p").symlink_to(state)  # ignored files came back, the machine (and its state) did not
+    proc, calls = run()
+    assert proc.returncode == 0, proc.stderr
+    assert (state / "COMMIT").is_file() and calls
