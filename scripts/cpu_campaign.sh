@@ -86,11 +86,9 @@ if [ -n "$state" ] && [ "$state" != none ]; then
     fi
     mkdir -p "$state" results
     [ -L "$out" ] || ln -s "$state" "$out"
-fi
-mkdir -p "$out"
-if [ -n "$state" ] && [ "$state" != none ]; then
     say "$preset keeps its state in $state ($out links there)"
 fi
+mkdir -p "$out"
 if [ -n "${CAMPAIGN_COMMIT:-}" ]; then
     commit=$(git rev-parse "$CAMPAIGN_COMMIT^{commit}")
 elif [ -s "$out/COMMIT" ]; then

@@ -270,8 +270,8 @@ def _shown(path: Path) -> str:
 
 def cmd_status(a: argparse.Namespace) -> int:
     from debench.config import load_config
-    from debench.status import (campaign_state, expected_runs, find_config, progress, published_commit,
-                                published_runs, published_source, resumable, run_protocol, running_line, to_train)
+    from debench.status import (campaign_state, expected_runs, find_config, finished_rows, progress,
+                                published_commit, published_source, resumable, run_protocol, running_line, to_train)
 
     if not Path(a.results).is_dir():
         print(f"debench status: error: results folder {a.results} does not exist (--results names the folder "
@@ -287,7 +287,8 @@ def cmd_status(a: argparse.Namespace) -> int:
               file=sys.stderr)
     try:
         table = published_source(results, a.published)
-        published = published_runs(table) if table is not None else set()
+        finished = finished_rows(table) if table is not None else {}
+        published = set(finished)
     except (OSError, ValueError) as exc:
         print(f"debench status: error: {exc}", file=sys.stderr)
         return 2
@@ -297,7 +298,7 @@ def cmd_status(a: argparse.Namespace) -> int:
                   f"{results / 'PUBLISHED'})", file=sys.stderr)
             return 2
         try:
-            commit = published_commit(table, runs)
+            commit = published_commit(table, runs, finished)
         except (KeyError, ValueError) as exc:
             print(f"debench status: error: {exc}", file=sys.stderr)
             return 2

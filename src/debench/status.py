@@ -275,8 +275,7 @@ def campaign_state(results: Path, environ: dict | None = None) -> Path | None:
     home = env.get("XDG_STATE_HOME") or (f"{env['HOME']}/.local/state" if env.get("HOME") else "")
     if not home:
         return None
-    results = Path(os.path.abspath(results))
-    return Path(f"{home}/debench{results.parent.parent}") / "results" / results.name
+    return Path(f"{home}/debench{_workflow_dir(results)}") / "results" / Path(results).name
 
 
 def published_source(results: Path, given: str | None = None) -> Path | None:
@@ -302,18 +301,23 @@ def published_source(results: Path, given: str | None = None) -> Path | None:
     return Path(given)
 
 
-def published_runs(table: Path) -> set[tuple]:
-    """The ``(experiment, dataset, model, seed)`` of each finished (``status`` ok) run in a run table
-    (``results/published/runs.csv``, written by ``debench merge-runs``)."""
+def finished_rows(table: Path) -> dict[tuple, dict]:
+    """The row of each finished (``status`` ok) run in a run table (``results/published/runs.csv``,
+    written by ``debench merge-runs``), by ``(experiment, dataset, model, seed)``."""
     with Path(table).open(newline="") as f:
         rows = list(csv.DictReader(f))
     need = {"experiment", "dataset", "model", "seed", "status"}
     if rows and not need <= rows[0].keys():
         raise ValueError(f"{table}: not a run table: no column(s) {sorted(need - rows[0].keys())}")
-    return {(r["experiment"], r["dataset"], r["model"], int(float(r["seed"]))) for r in rows if r["status"] == "ok"}
+    return {(r["experiment"], r["dataset"], r["model"], int(float(r["seed"]))): r for r in rows if r["status"] == "ok"}
 
 
-def published_commit(table: Path, runs: list[tuple]) -> str | None:
+def published_runs(table: Path) -> set[tuple]:
+    """The ``(experiment, dataset, model, seed)`` of each finished run in a run table."""
+    return set(finished_rows(table))
+
+
+def published_commit(table: Path, runs: list[tuple], finished: dict[tuple, dict] | None = None) -> str | None:
     """The commit at which ``table``'s finished runs among ``runs`` were trained (their
     ``provenance.git_commit``): a campaign restarted on a new machine pins it, so its remaining seeds
     run the code its published ones ran. None when the table holds none of ``runs`` finished.
@@ -322,10 +326,8 @@ def published_commit(table: Path, runs: list[tuple]) -> str | None:
         ValueError: those runs ran at several commits or on a tree with uncommitted changes (no one
             commit holds their code), or the table has no ``provenance.git_commit`` column.
     """
-    with Path(table).open(newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r.get("status") == "ok"]
-    wanted = set(runs)
-    rows = [r for r in rows if (r["experiment"], r["dataset"], r["model"], int(float(r["seed"]))) in wanted]
+    finished = finished_rows(table) if finished is None else finished  # (already read by the caller)
+    rows = [finished[run] for run in runs if run in finished]
     if not rows:
         return None
     if "provenance.git_commit" not in rows[0]:
