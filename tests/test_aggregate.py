@@ -232,6 +232,22 @@ def test_time_saving_from_the_record_twin_median_and_compile_mode(tmp_path):
     assert sd["time_saving_pct"] == pytest.approx(50.0) and "epoch_time_median_s absent" in sd["time_note"]
 
 
+def test_no_time_saving_against_a_twin_timed_on_another_machine(tmp_path):
+    runs = tmp_path / "runs"
+    write_run(runs, "resnet110", 0, 6.0, table="stochastic", epoch_time_median_s=4.0,
+              runtime={"device_type": "cuda"}, provenance={"device_name": "NVIDIA H100 80GB HBM3"})
+    write_run(runs, "stochastic_depth_resnet110", 0, 6.0, table="stochastic", epoch_time_median_s=3.0,
+              runtime={"device_type": "cuda"}, provenance={"device_name": "NVIDIA A100-SXM4-40GB"})
+    sd = aggregate(runs, PUBLISHED, tmp_path / "out").set_index("model").loc["stochastic_depth_resnet110"]
+    assert math.isnan(sd["time_saving_pct"]) and math.isnan(sd["constant_depth_time_s"])
+    assert "another machine (NVIDIA H100 80GB HBM3)" in sd["time_note"] and "NVIDIA A100" in sd["time_note"]
+    # the same twin on the same card: the saving is computed
+    write_run(runs, "resnet110", 0, 6.0, table="stochastic", epoch_time_median_s=4.0,
+              runtime={"device_type": "cuda"}, provenance={"device_name": "NVIDIA A100-SXM4-40GB"})
+    sd = aggregate(runs, PUBLISHED, tmp_path / "o2").set_index("model").loc["stochastic_depth_resnet110"]
+    assert sd["time_saving_pct"] == pytest.approx(25.0) and sd["time_note"] == ""
+
+
 def test_published_side_numbers():
     df = load_published(PUBLISHED)
     assert time_saving_pct(df, "cifar10", "110") == pytest.approx(100 * (1 - 15.12 / 20.70))

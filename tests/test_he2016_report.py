@@ -24,7 +24,7 @@ ITERATIONS, STEPS_PER_EPOCH = 64000, 391
 
 
 def campaign_run(root, seed: int, error: float, *, hours: float = 6.5, iterations=ITERATIONS, model="resnet20",
-                 paused_h: float = 0.0):
+                 paused_h: float = 0.0, cpu_model: str = "AMD EPYC"):
     """A finished record of the campaign's shape with its per-epoch log (steps, test and train accuracy);
     ``paused_h``: hours one epoch was slowed or paused, in the summed training time but not the median."""
     epochs = -(-iterations // STEPS_PER_EPOCH)
@@ -34,7 +34,8 @@ def campaign_run(root, seed: int, error: float, *, hours: float = 6.5, iteration
                  resumed_from_epoch=30 if seed == 1 else 0,
                  protocol={"iterations": iterations, "milestones": [32000, 48000], "epochs": None, "batch_size": 128},
                  runtime={"device_type": "cpu", "threads": 2},
-                 provenance={"cpu_model": "AMD EPYC", "git_commit": "51e7b9856fe01d0f"})
+                 epoch_time_s=hours * 3600 / epochs,
+                 provenance={"cpu_model": cpu_model, "git_commit": "51e7b9856fe01d0f"})
     path = write_record(root, rec)
     step = np.minimum(np.arange(1, epochs + 1) * STEPS_PER_EPOCH, iterations)
     test = np.interp(step, [0, 32000, 48000, iterations], [30, 85, 91, 100 - error])
@@ -145,3 +146,34 @@ def test_a_reduced_preset_has_no_paper_budget(tmp_path):
     aggregate(tmp_path / "runs", PUBLISHED, tmp_path / "agg", tolerances={"test_error": 0.5})
     runs = read_runs_csv(tmp_path / "agg" / "runs.csv")
     assert draw("error_vs_iteration", runs, None).get_label() == EMPTY
+
+
+def test_seeds_timed_on_two_machines_keep_their_verdict_but_no_averaged_time(tmp_path):
+    """Seeds 0 and 1 of the campaign ran on an AMD EPYC, seed 2 on an Intel Xeon: the error is one
+    quantity over the three seeds, but a mean of two machines' seconds per epoch is no machine's
+    time. The row's times stay empty and say why; the time-per-run table gives each seed's."""
+    for seed, err, cpu in ((0, 8.6, "AMD EPYC"), (1, 8.9, "AMD EPYC"), (2, 8.7, "Intel(R) Xeon(R) Processor")):
+        campaign_run(tmp_path / "runs", seed, err, hours=6.0 if cpu == "AMD EPYC" else 3.7, cpu_model=cpu)
+    aggregate(tmp_path / "runs", PUBLISHED, tmp_path / "agg", tolerances={"test_error": 0.5})
+    row = _row(tmp_path)
+    assert row["n"] == 3 and row["verdict"] == "reproduced"  # the verdict is over all three seeds
+    assert row["n_machines"] == 2 and np.isnan(row["epoch_time_s"])
+    md = (tmp_path / "agg" / "tables" / "discrete.md").read_text()
+    line = next(ln for ln in md.splitlines() if ln.startswith("| resnet20 "))
+    assert "not averaged: 2 machines" in line
+    page = build_report(tmp_path / "agg", tmp_path / "report").read_text()
+    table = re.search(r'<table id="budget-discrete">.*?</table>', page, re.S).group(0)
+    cells = [r.split("</td><td>") for r in re.findall(r"<tr><td>(.*?)</td></tr>", table)]
+    assert [c[8] for c in cells] == ["CPU AMD EPYC, 2 threads"] * 2 + ["CPU Intel(R) Xeon(R) Processor, 2 threads"]
+    # the time plot draws one bar per machine, named where one model has several
+    runs = read_runs_csv(tmp_path / "agg" / "runs.csv")
+    fig = draw("time_per_epoch", runs[runs["status"] == "ok"], None)
+    names = sorted(t.get_text() for ax in fig.axes for t in ax.get_yticklabels())
+    assert names == ["resnet20 / CPU AMD EPYC, 2 threads", "resnet20 / CPU Intel(R) Xeon(R) Processor, 2 threads"]
+    assert layout_problems(fig) == []
+
+
+def test_seeds_on_one_machine_average_their_time(campaign):
+    row = _row(campaign)
+    assert row["n_machines"] == 1
+    assert row["epoch_time_s"] == pytest.approx(np.mean([6.0, 6.25, 6.5]) * 3600 / 164)

@@ -32,7 +32,7 @@ from debench.report.published import load_published, match
 from debench.report.measurements import (ARCHITECTURE, DIFFERENT, MEASUREMENT, measurement_table, split_measurements,
                                          trained_architecture_rows, write_measurement_table)
 from debench.report.render import write_table
-from debench.report.runs import adjoint_flag, canonical, read_run_dirs
+from debench.report.runs import adjoint_flag, canonical, machines, read_run_dirs
 from debench.report.tables import TABLE_NAMES, TABLE_TITLES, row_order, side_keys
 from debench.report.tolerance import Tolerance, parse_tolerances
 from debench.track.atomic import atomic_write_json, atomic_write_text
@@ -94,7 +94,7 @@ def summarize(runs: pd.DataFrame, published: pd.DataFrame, tolerances: dict[str,
                 row[m] = float(num.mean())
             elif ok[m].notna().any():
                 row[m] = str(ok[m].dropna().iloc[0])
-        row.update(_epoch_time(ok), compiled=str(_first(g, "model_meta.compiled")),
+        row.update(_times_on_one_machine(row, ok), compiled=str(_first(g, "model_meta.compiled")),
                    twin=_text(_first(g, "model_meta.constant_depth_twin")),
                    depth=_first(g, "model_meta.depth"), selectors=selectors)
         pub = match(published, selectors, row["dataset"], metric)
@@ -124,6 +124,27 @@ _DERIVED = {"published_params_m", "published_time_saving_pct"}
 
 def _text(v: Any) -> str:
     return "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
+
+
+TIMES = ("epoch_time_s", "epoch_time_median_s", "train_time_s")  # seconds: they mean something on one machine only
+
+
+def _times_on_one_machine(row: dict[str, Any], ok: pd.DataFrame) -> dict[str, Any]:
+    """The row's times, averaged only over runs on one machine (:func:`debench.report.runs.machine`).
+
+    Runs of one row on several machines (seeds on two CPUs, or on an H100 and an A100) leave the
+    row's times empty, with ``n_machines`` and a ``time_note`` saying why: a mean of two machines'
+    seconds is no machine's time. The report's time-per-run table still gives each run's. ``_machine``
+    (the one machine, else "") keeps a time saving from comparing a row with a twin timed elsewhere.
+    """
+    ms = machines(ok) if not ok.empty else []
+    if len(ms) <= 1:
+        return {**_epoch_time(ok), "n_machines": len(ms), "_machine": ms[0] if ms else ""}
+    for key in TIMES:
+        if key in row:
+            row[key] = math.nan
+    return {"_epoch_time": math.nan, "n_machines": len(ms), "_machine": "",
+            "time_note": f"times not averaged: the {len(ok)} runs ran on {len(ms)} machines ({'; '.join(ms)})"}
 
 
 def _epoch_time(ok: pd.DataFrame) -> dict[str, Any]:

@@ -46,7 +46,8 @@ def time_savings(summary: pd.DataFrame, published: pd.DataFrame) -> pd.DataFrame
     """Time per epoch saved against the record's constant-depth twin (same dataset, mode and compile mode).
 
     The twin is ``model_meta.constant_depth_twin``; seconds per epoch are the recorded median
-    after the first epoch (``epoch_time_median_s``), else the mean with a note in ``time_note``.
+    after the first epoch (``epoch_time_median_s``), else the mean with a note in ``time_note``; both
+    rows timed on the same machine (``_machine``), never a row against a twin timed on another.
     The published saving (Huang et al. 2016, Table 2) is looked up when the run's reference
     selectors point at Huang et al., at the record's ``model_meta.depth``.
     """
@@ -59,6 +60,11 @@ def time_savings(summary: pd.DataFrame, published: pd.DataFrame) -> pd.DataFrame
         cand = summary[(summary["model"] == r["twin"]) & (summary["dataset"] == r["dataset"])
                        & (summary["mode"] == r["mode"]) & (summary["compiled"] == r["compiled"])
                        & summary["_epoch_time"].notna()]
+        elsewhere = cand[cand["_machine"] != r["_machine"]]
+        cand = cand[cand["_machine"] == r["_machine"]]
+        if cand.empty and not elsewhere.empty and not math.isnan(r["_epoch_time"]) and not r["time_note"]:
+            summary.loc[i, "time_note"] = (f"no saving: the twin {r['twin']} was timed on another machine "
+                                           f"({elsewhere['_machine'].iloc[0]}), this row on {r['_machine']}")
         cand = cand.assign(_same=cand["experiment"] != r["experiment"]).sort_values(["_same", "experiment"])
         if not cand.empty and not math.isnan(r["_epoch_time"]):
             t = float(cand["_epoch_time"].iloc[0])
@@ -70,7 +76,7 @@ def time_savings(summary: pd.DataFrame, published: pd.DataFrame) -> pd.DataFrame
         if huang and not _missing(r["depth"]):
             summary.loc[i, "published_time_saving_pct"] = time_saving_pct(published, r["dataset"],
                                                                           str(int(float(r["depth"]))))
-    return summary.drop(columns=["_epoch_time"])
+    return summary.drop(columns=["_epoch_time", "_machine"])
 
 
 def _missing(v) -> bool:

@@ -18,7 +18,7 @@ import pandas as pd
 from debench.report.artifacts import artifact_images, flow_samples, generative_samples, latent_sde_paths  # noqa: F401
 from debench.report.layout import (BAR_IN, MAX_LEGEND, PANEL_IN, WIDTH_IN, empty_figure, groups, labels,
                                    legend_beside, legend_groups, legend_height, log_x, panels, stem, style, TITLE_CHARS)
-from debench.report.runs import adjoint_flag
+from debench.report.runs import adjoint_flag, machine
 
 KEYS = ("table", "model", "dataset", "mode", "settings_hash")  # one series: never averaged across configs
 
@@ -165,8 +165,14 @@ def _bars(mean: pd.DataFrame, column: str, xlabel: str, note: str):
 
 
 def time_per_epoch(ok, runs_dir):
+    """Seconds per epoch, one bar per series and machine: seeds timed on different machines are never
+    averaged (the label names the machine where one series has several)."""
     rows = ok.dropna(subset=["epoch_time_s"]) if "epoch_time_s" in ok else ok.iloc[:0]
-    return _bars(_means(rows), "epoch_time_s", "seconds per epoch", "no runs")
+    if rows.empty:
+        return _bars(rows, "epoch_time_s", "seconds per epoch", "no runs")
+    rows = rows.assign(machine=[machine(r) for _, r in rows.iterrows()])
+    mean = rows.groupby(_keys(rows) + ["machine"], as_index=False, dropna=False).mean(numeric_only=True)
+    return _bars(mean, "epoch_time_s", "seconds per epoch", "no runs")
 
 
 def activation_memory(ok, runs_dir):

@@ -20,7 +20,7 @@ from debench.report.expected import devices
 from debench.report.published import SOURCE_TAGS
 from debench.report.plots import PLOTS, draw_all
 from debench.report.render import NOT_COMPARABLE, display_frame, spec
-from debench.report.runs import read_runs_csv
+from debench.report.runs import machine, read_runs_csv
 from debench.report.tables import HEAD, NOT_RUN, TABLE_NAMES, TAIL
 from debench.track.atomic import atomic_write_text
 
@@ -160,19 +160,6 @@ def _at_median_h(r: pd.Series) -> str:
     return f"{median * steps / per_epoch / 3600:.2f}"
 
 
-def _machine(r: pd.Series) -> str:
-    """The machine a run's times belong to: the GPU's name, or the CPU model with its threads."""
-    def text(key):
-        v = r.get(key)
-        return "" if v is None or (isinstance(v, float) and pd.isna(v)) else str(v).strip()
-
-    threads = text("runtime.threads") or text("provenance.torch_threads")
-    threads = f", {int(float(threads))} threads" if threads else ""
-    if text("runtime.device_type").lower() == "cpu":
-        return f"CPU {text('provenance.cpu_model') or text('provenance.device_name') or '(model not recorded)'}{threads}"
-    return text("provenance.device_name") or text("runtime.device_type") or "not recorded"
-
-
 def budget_table(runs: pd.DataFrame, table: str) -> str:
     """``<table id="budget-<table>">``: one row per finished run of ``table`` at a paper's iteration
     budget (time per seed and its machine), or "" when there is none."""
@@ -195,7 +182,7 @@ def budget_table(runs: pd.DataFrame, table: str) -> str:
         resumed = pd.to_numeric(r.get("resumed_from_epoch"), errors="coerce")
         cells = [r["model"], r["dataset"], str(int(r["seed"])), num(r, "steps", lambda v: f"{int(v):,}"),
                  num(r, "test_error", lambda v: f"{v:.2f}"), num(r, "train_time_s", lambda v: f"{v / 3600:.2f}"),
-                 _at_median_h(r), num(r, "epoch_time_median_s", lambda v: f"{v:.1f}"), _machine(r),
+                 _at_median_h(r), num(r, "epoch_time_median_s", lambda v: f"{v:.1f}"), machine(r),
                  f"from epoch {int(resumed)}" if not pd.isna(resumed) and resumed > 0 else "no",
                  str(r.get("provenance.git_commit") or "")[:10]]
         body.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")

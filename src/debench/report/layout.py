@@ -93,19 +93,19 @@ def labels(rows: pd.DataFrame) -> pd.Series:
     """One label per series of a panel: the model, then dataset, mode and config hash where they tell apart.
 
     Args:
-        rows: one row per series (model, and optionally dataset, mode, config_hash).
+        rows: one row per series (model, and optionally dataset, mode, config_hash, machine).
 
     Returns:
-        Labels aligned with ``rows``; the dataset is added when the panel holds several, the mode
-        and the config hash (7 characters) only to series that would otherwise share a label.
+        Labels aligned with ``rows``; the dataset is added when the panel holds several, the mode,
+        the config hash (7 characters) and the machine only to series that would otherwise share a label.
     """
     out = rows["model"].astype(str)
     if "dataset" in rows and rows["dataset"].nunique() > 1:
         out = out + " / " + rows["dataset"].astype(str)
-    for col in ("mode", "settings_hash"):
+    for col in ("mode", "settings_hash", "machine"):
         if col not in rows:
             continue
-        value = rows[col].astype(str).str[:7]
+        value = rows[col].astype(str) if col == "machine" else rows[col].astype(str).str[:7]
         differs = value.groupby(out).transform("nunique") > 1
         out = out.where(~differs, out + " / " + value)
     return out

@@ -12,7 +12,8 @@ from debench.report.tables import NOT_RUN, TABLE_SPECS, TAIL, TableSpec, columns
 from debench.track.atomic import atomic_write_text
 
 STATS = ["table", "experiment", "mode", "dataset", "model", "settings_hash", "config", "family", "metric", "n",
-         "n_failed", "failed_statuses", "mean", "std", "ci95_low", "ci95_high"]
+         "n_failed", "failed_statuses", "n_machines", "mean", "std", "ci95_low", "ci95_high"]
+TIME_COLUMNS = ("epoch_time_s", "epoch_time_median_s", "train_time_s", "constant_depth_time_s")
 PUBLISHED = ["published", "published_tag", "published_table", "published_source", "published_read_from",
              "published_paper_url", "difference", "tolerance",
              "verdict", "verdict_reason", "seeds_needed"]
@@ -54,10 +55,15 @@ def display_frame(summary: pd.DataFrame, name: str = "discrete") -> pd.DataFrame
                            for v, tag in zip(s["published"], tags)]
     if "difference" in s and "verdict" in s:  # a row never compared with a paper has no difference to show
         s["difference"] = s["difference"].where(s["verdict"].ne("not comparable"))
+    several = pd.to_numeric(s["n_machines"], errors="coerce").fillna(0).gt(1) if "n_machines" in s \
+        else pd.Series(False, index=s.index)
     out = {}
     for c, label, digits in cols:
         vals = s[c] if c in s else [None] * len(s)
         out[label] = [_fmt(v, digits) for v in vals]
+        if c in TIME_COLUMNS:  # an empty time of a row whose runs ran on several machines says why
+            out[label] = [f"not averaged: {int(n)} machines" if many and not cell else cell
+                          for cell, many, n in zip(out[label], several, s.get("n_machines", several))]
     return pd.DataFrame(out)
 
 

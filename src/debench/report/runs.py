@@ -86,6 +86,25 @@ def adjoint_flag(model_args_adjoint: object) -> str:
     return "yes" if str(model_args_adjoint).lower() in ("true", "1", "1.0", "yes") else "no"
 
 
+def machine(run: pd.Series) -> str:
+    """The machine a run's times belong to: ``CPU <model>, <n> threads`` for a CPU run (its
+    ``provenance.device_name`` is only the architecture, ``x86_64``), else the GPU's name."""
+    def text(key):
+        v = run.get(key)
+        return "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v).strip()
+
+    threads = text("runtime.threads") or text("provenance.torch_threads")
+    threads = f", {int(float(threads))} threads" if threads else ""
+    if text("runtime.device_type").lower() == "cpu":
+        return f"CPU {text('provenance.cpu_model') or text('provenance.device_name') or '(model not recorded)'}{threads}"
+    return text("provenance.device_name") or text("runtime.device_type") or "not recorded"
+
+
+def machines(runs: pd.DataFrame) -> list[str]:
+    """The distinct machines (:func:`machine`) of ``runs``, sorted; times of runs on several are never averaged."""
+    return sorted({machine(r) for _, r in runs.iterrows()})
+
+
 def normalize(runs: pd.DataFrame) -> pd.DataFrame:
     """Rows sorted by identity, columns: identity first, the rest alphabetically (deterministic)."""
     if runs.empty:
