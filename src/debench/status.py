@@ -18,7 +18,7 @@ left a log but no record is
 A run is *left* when the config expects it and nothing of it exists yet, and *published* instead
 when a published run table holds its finished record (a campaign that goes on elsewhere, or on a
 new machine after some seeds joined ``results/published/runs.csv``: those are not trained again;
-``results/<preset>/PUBLISHED`` names the table, :func:`published_runs`). The time left is, for
+``results/<preset>/PUBLISHED`` names the table, :func:`finished_rows`). The time left is, for
 each run not finished, its remaining steps at the pace of its model's epochs so far (the median
 epoch of a running or stopped run of the same dataset, model and batch size, :func:`pace`; a
 stopped run resumes from its checkpoint), else the mean wall time of the finished runs of the same
@@ -312,11 +312,6 @@ def finished_rows(table: Path) -> dict[tuple, dict]:
     return {(r["experiment"], r["dataset"], r["model"], int(float(r["seed"]))): r for r in rows if r["status"] == "ok"}
 
 
-def published_runs(table: Path) -> set[tuple]:
-    """The ``(experiment, dataset, model, seed)`` of each finished run in a run table."""
-    return set(finished_rows(table))
-
-
 def published_commit(table: Path, runs: list[tuple], finished: dict[tuple, dict] | None = None) -> str | None:
     """The commit at which ``table``'s finished runs among ``runs`` were trained (their
     ``provenance.git_commit``): a campaign restarted on a new machine pins it, so its remaining seeds
@@ -400,7 +395,7 @@ def progress(results: Path, runs: list[tuple], preset: str, stale_s: float = 180
         protocols: each run's protocol (:func:`run_protocol`); with them, an unfinished run's time
             left comes from the pace of its model's epochs so far (:func:`pace`), which a campaign
             of long, resumed runs needs: its first run finishes hours after the others start.
-        published: the runs a published table holds finished (:func:`published_runs`); one of
+        published: the runs a published table holds finished (:func:`finished_rows`); one of
             them with nothing here counts as published, not left.
         published_from: that table's path, for the summary line.
 

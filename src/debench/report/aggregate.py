@@ -31,7 +31,7 @@ from debench.report.expected import devices, identity_from_path, not_yet_run, se
 from debench.report.published import load_published, match
 from debench.report.measurements import (ARCHITECTURE, DIFFERENT, MEASUREMENT, measurement_table, split_measurements,
                                          trained_architecture_rows, write_measurement_table)
-from debench.report.render import write_table
+from debench.report.render import TIME_COLUMNS, write_table
 from debench.report.runs import adjoint_flag, canonical, machines, read_run_dirs
 from debench.report.tables import TABLE_NAMES, TABLE_TITLES, row_order, side_keys
 from debench.report.tolerance import Tolerance, parse_tolerances
@@ -126,9 +126,6 @@ def _text(v: Any) -> str:
     return "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
 
 
-TIMES = ("epoch_time_s", "epoch_time_median_s", "train_time_s")  # seconds: they mean something on one machine only
-
-
 def _times_on_one_machine(row: dict[str, Any], ok: pd.DataFrame) -> dict[str, Any]:
     """The row's times, averaged only over runs on one machine (:func:`debench.report.runs.machine`).
 
@@ -140,7 +137,7 @@ def _times_on_one_machine(row: dict[str, Any], ok: pd.DataFrame) -> dict[str, An
     ms = machines(ok) if not ok.empty else []
     if len(ms) <= 1:
         return {**_epoch_time(ok), "n_machines": len(ms), "_machine": ms[0] if ms else ""}
-    for key in TIMES:
+    for key in TIME_COLUMNS:  # seconds: they mean something on one machine only
         if key in row:
             row[key] = math.nan
     return {"_epoch_time": math.nan, "n_machines": len(ms), "_machine": "",

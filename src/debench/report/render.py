@@ -13,7 +13,7 @@ from debench.track.atomic import atomic_write_text
 
 STATS = ["table", "experiment", "mode", "dataset", "model", "settings_hash", "config", "family", "metric", "n",
          "n_failed", "failed_statuses", "n_machines", "mean", "std", "ci95_low", "ci95_high"]
-TIME_COLUMNS = ("epoch_time_s", "epoch_time_median_s", "train_time_s", "constant_depth_time_s")
+TIME_COLUMNS = ("epoch_time_s", "epoch_time_median_s", "train_time_s", "constant_depth_time_s")  # seconds
 PUBLISHED = ["published", "published_tag", "published_table", "published_source", "published_read_from",
              "published_paper_url", "difference", "tolerance",
              "verdict", "verdict_reason", "seeds_needed"]
@@ -55,15 +55,14 @@ def display_frame(summary: pd.DataFrame, name: str = "discrete") -> pd.DataFrame
                            for v, tag in zip(s["published"], tags)]
     if "difference" in s and "verdict" in s:  # a row never compared with a paper has no difference to show
         s["difference"] = s["difference"].where(s["verdict"].ne("not comparable"))
-    several = pd.to_numeric(s["n_machines"], errors="coerce").fillna(0).gt(1) if "n_machines" in s \
-        else pd.Series(False, index=s.index)
+    n_machines = pd.to_numeric(s.get("n_machines", pd.Series(0, index=s.index)), errors="coerce").fillna(0)
     out = {}
     for c, label, digits in cols:
         vals = s[c] if c in s else [None] * len(s)
         out[label] = [_fmt(v, digits) for v in vals]
         if c in TIME_COLUMNS:  # an empty time of a row whose runs ran on several machines says why
-            out[label] = [f"not averaged: {int(n)} machines" if many and not cell else cell
-                          for cell, many, n in zip(out[label], several, s.get("n_machines", several))]
+            out[label] = [f"not averaged: {int(n)} machines" if n > 1 and not cell else cell
+                          for cell, n in zip(out[label], n_machines)]
     return pd.DataFrame(out)
 
 
