@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from debench.report.equivalence import measured_verdict, seeds_to_settle, trained_verdict
+from debench.report.equivalence import measured_verdict, next_seed, seeds_to_settle, trained_verdict
 from debench.report.tolerance import Tolerance
 
 HALF_POINT = Tolerance(0.5, relative=False)
@@ -71,3 +72,69 @@ def test_a_relative_tolerance_scales_with_the_published_value():
 ])
 def test_a_single_deterministic_measurement_compares_the_difference(measured, published, tol, verdict):
     assert measured_verdict(measured, published, tol).verdict == verdict
+
+
+def test_no_third_resnet20_seed_can_settle_the_campaign_row():
+    # the CPU campaign's seeds 1 and 0 (8.49, 8.31) against He et al.'s 8.75 ± 0.5. With x the third
+    # seed, t(0.975, 2) = 4.303: the CI's lower end peaks near x = 8.44 at about 8.18 (mean 8.413,
+    # std 0.0907, half 0.225), below the band's 8.25, so whatever seed 2 gives the row stays inconclusive
+    nxt = next_seed([8.49, 8.31], 8.75, 0.5)
+    assert not nxt.can_settle and nxt.reproduced is None and nxt.not_reproduced == ()
+    eq = trained_verdict([8.49, 8.31], 8.75, HALF_POINT)
+    assert eq.verdict == "inconclusive" and eq.reason.endswith("no value of a 3rd seed alone can settle it")
+    # the best case by hand: 8.31, 8.49, 8.44 -> mean 8.4133, std 0.09292, half 4.3027 * 0.09292 / 1.7321
+    assert trained_verdict([8.49, 8.31, 8.44], 8.75, HALF_POINT).reason.startswith("n = 3 too small: the 95% CI 8.18 to")
+
+
+def test_the_next_seed_that_settles_a_row_is_named_with_its_range():
+    # 7.20, 7.22 (CI 7.08 to 7.34 against the band 6.11 to 7.11): a third seed of 7.21 gives the CI
+    # 7.185 to 7.235 (worked out above), wholly outside: not reproduced; 6.9 gives mean 7.107, std
+    # 0.1823, half 0.4529: 6.65 to 7.56, inconclusive
+    nxt = next_seed([7.20, 7.22], 6.61, 0.5)
+    assert nxt.reproduced is None and len(nxt.not_reproduced) == 1
+    (lo, hi), = nxt.not_reproduced
+    assert lo < 7.21 < hi and not lo < 6.9 < hi
+    eq = trained_verdict([7.20, 7.22], 6.61, HALF_POINT)
+    assert eq.reason.endswith(f"a 3rd seed settles it: not reproduced if it lands in {lo:.3g} to {hi:.3g}")
+
+
+def _verdicts_by_hand(values, xs, published, bound):
+    """The rule of the module docstring, written out again over many next values at once."""
+    from scipy import stats
+
+    v = np.asarray(values, dtype=float)
+    allv = np.concatenate([np.broadcast_to(v, (len(xs), len(v))), xs[:, None]], axis=1)
+    n = allv.shape[1]
+    half = stats.t.ppf(0.975, n - 1) * allv.std(axis=1, ddof=1) / np.sqrt(n)
+    lo, hi = allv.mean(axis=1) - half, allv.mean(axis=1) + half
+    inside = (lo >= published - bound) & (hi <= published + bound)
+    outside = (hi < published - bound) | (lo > published + bound)
+    return np.where(inside, "reproduced", np.where(outside, "not reproduced", "inconclusive"))
+
+
+@pytest.mark.parametrize("case", range(20))
+def test_next_seed_ranges_agree_with_the_verdict_of_every_next_value(case):
+    # the ranges against brute force: every value of a fine grid gets the verdict its range says,
+    # by the rule written out again; just inside and just outside each range's ends, by trained_verdict
+    rng = np.random.default_rng(case)
+    n = int(rng.integers(1, 6))
+    published, bound = 10.0, float(rng.uniform(0.1, 1.0))
+    values = list(published + rng.normal(rng.uniform(-1, 1), rng.uniform(0.01, 0.6), n))
+    nxt = next_seed(values, published, bound)
+    ranges = ([(nxt.reproduced, "reproduced")] if nxt.reproduced else []) + [(r, "not reproduced") for r in nxt.not_reproduced]
+
+    xs = np.linspace(published - 6, published + 6, 4001)
+    expected = np.full(xs.shape, "inconclusive", dtype=object)
+    for (lo, hi), verdict in ranges:
+        expected[(xs > lo) & (xs < hi)] = verdict
+    far = np.array([all(abs(x - e) > 1e-7 for r, _ in ranges for e in r) for x in xs])
+    got = _verdicts_by_hand(values, xs, published, bound)
+    assert (got[far] == expected[far]).all(), (values, bound, nxt)
+
+    tol = Tolerance(bound, relative=False)
+    for (lo, hi), verdict in ranges:
+        step = 1e-6 * max(1.0, hi - lo)
+        assert trained_verdict(values + [lo + step], published, tol).verdict == verdict
+        assert trained_verdict(values + [hi - step], published, tol).verdict == verdict
+        assert trained_verdict(values + [lo - step], published, tol).verdict == "inconclusive"
+        assert trained_verdict(values + [hi + step], published, tol).verdict == "inconclusive"
