@@ -21,6 +21,7 @@ this machine; it needs a faster one.
 ``--profile`` prints where the eager step's time goes (``torch.profiler``, 5 steps, by operator).
 
     python benchmarks/step_roofline.py --threads 2 --repeats 5 --compile default --profile
+    python benchmarks/step_roofline.py --threads 2 --repeats 3 --nchw   # channels_last against NCHW
     python benchmarks/step_roofline.py --threads 2 --repeats 1 --steps 2 --gemm 512   # a smoke test
 """
 
@@ -57,7 +58,7 @@ def _median_time(fn, n: int) -> float:
 
 
 def measure(threads: int, repeats: int, steps: int, gemm: int, batch: int = 128,
-            compile_mode: str | None = None, profile: bool = False) -> dict:
+            compile_mode: str | None = None, profile: bool = False, nchw: bool = False) -> dict:
     import copy
 
     import torch
@@ -73,9 +74,9 @@ def measure(threads: int, repeats: int, steps: int, gemm: int, batch: int = 128,
     y = torch.randint(0, 10, (batch,))
     a, b = torch.randn(gemm, gemm), torch.randn(gemm, gemm)
 
-    def stepper(net, optimiser):
+    def stepper(net, optimiser, inputs=x):
         def train_step():
-            loss = F.cross_entropy(net(x), y)
+            loss = F.cross_entropy(net(inputs), y)
             loss.backward()
             optimiser.step()
             optimiser.zero_grad(set_to_none=True)
@@ -94,6 +95,10 @@ def measure(threads: int, repeats: int, steps: int, gemm: int, batch: int = 128,
         t0 = time.perf_counter()
         fns["compiled step"]()
         compile_s = time.perf_counter() - t0
+    if nchw:  # the same step with NCHW (contiguous) weights and inputs, alternated with the others
+        twin = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
+        twin_opt = torch.optim.SGD(twin.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+        fns["NCHW step"] = stepper(twin, twin_opt, x.contiguous())
     flops = step_flops(model, x, y, opt)
     for _ in range(3):  # warm-up: oneDNN primitives, MKL buffers
         for fn in fns.values():
@@ -112,6 +117,8 @@ def measure(threads: int, repeats: int, steps: int, gemm: int, batch: int = 128,
     if compile_mode:
         result.update(compile_mode=compile_mode, compiled_step_s=statistics.median(times["compiled step"]),
                       compile_s=compile_s)
+    if nchw:
+        result["nchw_step_s"] = statistics.median(times["NCHW step"])
     if profile:
         from torch.profiler import ProfilerActivity
         from torch.profiler import profile as profiler
@@ -145,7 +152,10 @@ def summarise(m: dict, target_ms: float) -> list[str]:
         f"| step time under torch.compile ({m['compile_mode']}; {m['compile_s']:.0f} s to compile) | "
         f"{m['compiled_step_s'] * 1e3:.1f} ms |",
         f"| eager / compiled | {m['step_s'] / m['compiled_step_s']:.3f} |",
-    ] if "compiled_step_s" in m else []) + (["", "Where the eager step's time goes (5 steps):", m["profile"]]
+    ] if "compiled_step_s" in m else []) + ([
+        f"| step time in NCHW (contiguous) | {m['nchw_step_s'] * 1e3:.1f} ms |",
+        f"| NCHW / channels_last | {m['nchw_step_s'] / m['step_s']:.3f} |",
+    ] if "nchw_step_s" in m else []) + (["", "Where the eager step's time goes (5 steps):", m["profile"]]
                                             if "profile" in m else [])
 
 
@@ -159,13 +169,14 @@ def main(argv: list[str] | None = None) -> int:
                     help="a step time to test against the ceiling (issue 25 quotes 108 ms)")
     ap.add_argument("--compile", metavar="MODE", help="also time the step under torch.compile(mode=MODE); "
                     "'default' for inductor's default mode")
+    ap.add_argument("--nchw", action="store_true", help="also time the step in NCHW (contiguous) memory format")
     ap.add_argument("--profile", action="store_true", help="print where the eager step's time goes")
     ap.add_argument("--out", help="write the raw measurement as JSON here")
     a = ap.parse_args(argv)
     for key in ("threads", "repeats", "steps", "gemm"):
         if getattr(a, key) < 1:
             ap.error(f"--{key} must be at least 1, got {getattr(a, key)}")
-    m = measure(a.threads, a.repeats, a.steps, a.gemm, compile_mode=a.compile, profile=a.profile)
+    m = measure(a.threads, a.repeats, a.steps, a.gemm, compile_mode=a.compile, profile=a.profile, nchw=a.nchw)
     print("\n".join(["", *summarise(m, a.target_ms)]))
     if a.out:
         from pathlib import Path

@@ -67,3 +67,16 @@ def test_summary_with_compile_rows():
     text = "\n".join(roofline.summarise(m, target_ms=100))
     assert "| step time under torch.compile (default; 32 s to compile) | 250.0 ms |" in text
     assert "| eager / compiled | 1.200 |" in text
+
+
+def test_summary_with_nchw_rows():
+    m = {"threads": 2, "batch": 128, "gemm": 1000, "step_flops": 30e9, "gemm_flops": 2e9,
+         "step_s": 0.3, "gemm_s": 0.01, "repeats": 1, "steps": 1, "torch": "x", "nchw_step_s": 0.375}
+    text = "\n".join(roofline.summarise(m, target_ms=100))
+    assert "| step time in NCHW (contiguous) | 375.0 ms |" in text
+    assert "| NCHW / channels_last | 1.250 |" in text
+
+
+def test_nchw_twin_is_timed_beside_the_step():
+    m = roofline.measure(threads=1, repeats=1, steps=1, gemm=64, batch=2, nchw=True)
+    assert m["nchw_step_s"] > 0 and m["step_s"] > 0
