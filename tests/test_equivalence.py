@@ -50,6 +50,10 @@ def test_too_few_seeds_says_so_and_how_many_would_settle_it():
 
 def test_one_seed_is_inconclusive_and_no_seed_is_not_reproduced():
     assert trained_verdict([6.61], 6.61, HALF_POINT).verdict == "inconclusive"
+    # a second seed x = 6.61 + d: mean 6.61 + d/2, half-width 12.706 * (|d| / sqrt 2) / sqrt 2 = 6.353 |d|,
+    # so the CI's far end is 0.5 |d| + 6.353 |d| = 6.853 |d| from 6.61: inside 6.11 to 7.11 for |d| <= 0.0730
+    reason = trained_verdict([6.61], 6.61, HALF_POINT).reason
+    assert "a 2nd seed settles it: reproduced if it lands in 6.54 to 6.68" in reason
     assert trained_verdict([], 6.61, HALF_POINT).verdict == "not reproduced"
 
 

@@ -191,7 +191,8 @@ def trained_verdict(values, published: float, tolerance: Tolerance) -> Equivalen
     if n == 0:
         return Equivalence(NOT_REPRODUCED, "no seed finished")
     if n == 1:
-        return Equivalence(INCONCLUSIVE, f"n = 1: one seed gives no confidence interval; {band}", None)
+        return Equivalence(INCONCLUSIVE, f"n = 1: one seed gives no confidence interval; {band}; "
+                           f"{_next_seed_clause(v, published, bound)}", None)
     mean, std = float(v.mean()), float(v.std(ddof=1))
     half = half_width(n, std)
     lo, hi = mean - half, mean + half
