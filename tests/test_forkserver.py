@@ -562,7 +562,13 @@ def test_the_fork_server_is_opt_in_on_in_the_smoke_preset_only():
 
 
 def _fake_server(path: Path, reply: bytes):
-    """A listener that takes one request, answers ``reply`` and hangs up, like a server that died."""
+    """A listener that takes one request, answers ``reply`` and hangs up, like a server that died.
+
+    It reads the whole request (the header too) before it answers, as the real server does: one
+    that answered and hung up first would make the client's ``sendall(header)`` fail whenever the
+    client was slower than it, and the client would then report an unusable server instead of
+    reading the reply (a flaky test under load, seen in a CI run beside the CPU campaign).
+    """
     import threading
 
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -571,9 +577,15 @@ def _fake_server(path: Path, reply: bytes):
 
     def once():
         conn, _ = listener.accept()
-        _, fds, _, _ = socket.recv_fds(conn, 4, 3)
+        head, fds, _, _ = socket.recv_fds(conn, 4, 3)
         for fd in fds:
             os.close(fd)
+        length = struct.unpack("!I", head)[0]
+        header = b""
+        while len(header) < length:
+            chunk = conn.recv(length - len(header))
+            assert chunk, "the client hung up before sending its header"
+            header += chunk
         conn.sendall(reply)
         conn.close()
         listener.close()
@@ -594,6 +606,14 @@ def test_the_client_reads_the_outcome(monkeypatch, tmp_path, reply, expected):
     path = tmp_path / "s.sock"
     thread = _fake_server(path, reply)
     monkeypatch.setenv(forkserver.ENV, forkserver.address(path))
+    send_fds = socket.send_fds
+
+    def slow_send_fds(*args, **kwargs):  # a loaded machine: the client is slow to send its header
+        sent = send_fds(*args, **kwargs)
+        time.sleep(0.2)
+        return sent
+
+    monkeypatch.setattr(fs_client.socket, "send_fds", slow_send_fds)
     assert forkserver.delegate(["train", "--spec", "{}"]) == expected
     thread.join(timeout=10)
 
