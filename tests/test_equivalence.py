@@ -100,6 +100,10 @@ def test_the_next_seed_that_settles_a_row_is_named_with_its_range():
     assert lo < 7.21 < hi and not lo < 6.9 < hi
     eq = trained_verdict([7.20, 7.22], 6.61, HALF_POINT)
     assert eq.reason.endswith(f"a 3rd seed settles it: not reproduced if it lands in {lo:.3g} to {hi:.3g}")
+    # the same seeds far from zero (a metric in the thousands) give the same ranges, shifted
+    far = next_seed([1007.20, 1007.22], 1006.61, 0.5)
+    assert far.not_reproduced[0] == pytest.approx((lo + 1000, hi + 1000), abs=1e-9)
+    assert not next_seed([float("nan")], 6.61, 0.5).can_settle
 
 
 def _verdicts_by_hand(values, xs, published, bound):

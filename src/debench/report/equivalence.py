@@ -110,15 +110,19 @@ def next_seed(values, published: float, bound: float) -> NextSeed:
         published, bound: the band ``published ± bound``.
 
     Returns:
-        :class:`NextSeed`, its interval ends exact to about 1e-9 of the values' scale.
+        :class:`NextSeed` (empty when a value is not finite), its interval ends exact to about
+        1e-12 of the values' scale.
     """
     from scipy.optimize import brentq, minimize_scalar
 
-    v = np.asarray(values, dtype=float)
+    # measured from the published value, so the sums of squares below lose little to cancellation
+    v = np.asarray(values, dtype=float) - published
+    if not np.isfinite(v).all() or not math.isfinite(published) or not math.isfinite(bound):
+        return NextSeed(None, ())
     n1 = len(v) + 1
     total, squares = float(v.sum()), float((v ** 2).sum())
     t = t_quantile(n1)
-    lo_band, hi_band = published - bound, published + bound
+    lo_band, hi_band = -bound, bound
 
     def ends(x: float) -> tuple[float, float]:
         mean = (total + x) / n1
@@ -128,8 +132,8 @@ def next_seed(values, published: float, bound: float) -> NextSeed:
 
     # far enough out that lo < the band and hi > the band at both ends: |lo(x) - mean| and
     # |hi(x) - mean| grow like (t - 1) |x| / (n + 1), and t > 1
-    scale = max(bound, float(np.abs(v).max()), abs(published), 1.0)
-    reach = 10.0 * n1 * (float(np.abs(v).max()) + abs(published) + bound + 1.0) / (t - 1.0)
+    scale = max(bound, float(np.abs(v).max()), 1.0)
+    reach = 10.0 * n1 * (float(np.abs(v).max()) + bound + 1.0) / (t - 1.0)
     lo_x, hi_x = -reach, reach
 
     def superlevel(f, level: float) -> tuple[float, float] | None:
@@ -139,6 +143,7 @@ def next_seed(values, published: float, bound: float) -> NextSeed:
         peak = float(best.x)
         if f(peak) < level:
             return None
+
         def g(x: float) -> float:
             return f(x) - level
 
@@ -154,8 +159,9 @@ def next_seed(values, published: float, bound: float) -> NextSeed:
     below = superlevel(lambda x: -ends(x)[1], -lo_band)   # hi(x) <= lo_band (-hi is concave)
     above = superlevel(lambda x: ends(x)[0], hi_band)     # lo(x) >= hi_band
     # strict: "wholly outside" excludes touching the edge; a one-point touch is no interval
-    outside = tuple(iv for iv in (below, above) if iv is not None and iv[1] > iv[0])
-    return NextSeed(inside, outside)
+    outside = tuple((iv[0] + published, iv[1] + published) for iv in (below, above)
+                    if iv is not None and iv[1] > iv[0])
+    return NextSeed(None if inside is None else (inside[0] + published, inside[1] + published), outside)
 
 
 def _ordinal(k: int) -> str:
