@@ -580,12 +580,8 @@ def _fake_server(path: Path, reply: bytes):
         head, fds, _, _ = socket.recv_fds(conn, 4, 3)
         for fd in fds:
             os.close(fd)
-        length = struct.unpack("!I", head)[0]
-        header = b""
-        while len(header) < length:
-            chunk = conn.recv(length - len(header))
-            assert chunk, "the client hung up before sending its header"
-            header += chunk
+        assert fs_client._recv_exactly(conn, fs_client._LENGTH.unpack(head)[0]) is not None, \
+            "the client hung up before sending its header"
         conn.sendall(reply)
         conn.close()
         listener.close()
